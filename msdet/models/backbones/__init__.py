@@ -1,0 +1,3 @@
+from .ps_resnet import PSBottleneck, PSResNet, PSResNeXt
+
+__all__ = ['PSBottleneck', 'PSResNet', 'PSResNeXt']

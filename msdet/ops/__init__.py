@@ -1,0 +1,3 @@
+from .psconv import PSConv2d
+
+__all__ = ['PSConv2d']

@@ -1,0 +1,29 @@
+"""Config loading shared by msdet's command-line tools."""
+import os.path as osp
+
+from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+
+def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
+    """Load ``path`` the way mmdet's tools do: CLI overrides, then work_dir
+    from the CLI, the config, or ``work_dirs/<config name>``."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config {path!r} not found.')
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
+def build_runner(cfg):
+    """The config's ``runner_type`` if it names one, else mmengine's Runner."""
+    return (RUNNERS.build(cfg) if 'runner_type' in cfg else
+            Runner.from_cfg(cfg))

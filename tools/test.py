@@ -1,0 +1,69 @@
+"""Test (and evaluate) a checkpoint with an msdet config (mmdet's command line).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl]
+        [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
+
+Prints a table of COCO AP / AP50 / AP75 / AP_S / AP_M / AP_L (bbox and segm)
+and writes all metrics to WORK_DIR/metrics.json.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import msdet  # noqa: E402,F401
+from mmengine.config import DictAction  # noqa: E402
+
+from msdet.evaluation.tables import coco_table  # noqa: E402
+from msdet.utils.config import build_runner, load_config  # noqa: E402
+from msdet.utils.fileio import dump_json  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Test a model with msdet')
+    p.add_argument('config', help='config file path')
+    p.add_argument('checkpoint', help='checkpoint file')
+    p.add_argument('--work-dir', help='directory for logs and metrics.json')
+    p.add_argument('--out', help='dump predictions to a .pkl file')
+    p.add_argument('--show-dir', help='save painted predictions here')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config keys')
+    p.add_argument('--launcher', default='none',
+                   choices=['none', 'pytorch', 'slurm', 'mpi'])
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found.')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out {args.out!r}: must end with .pkl/.pickle.')
+    cfg = load_config(args.config, args.cfg_options, args.work_dir,
+                      args.launcher)
+    cfg.load_from = args.checkpoint
+    if args.show_dir:
+        from mmdet.engine.hooks.utils import trigger_visualization_hook
+        args.show, args.wait_time = False, 0
+        cfg = trigger_visualization_hook(cfg, args)
+    runner = build_runner(cfg)
+    if args.out is not None:
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+    metrics = runner.test()
+    if runner.rank == 0:
+        print(coco_table(metrics))
+        path = osp.join(cfg.work_dir, 'metrics.json')
+        dump_json({k: float(v) if isinstance(v, (int, float)) else str(v)
+                   for k, v in metrics.items()}, path, indent=2)
+        print(f'metrics written to {path}')
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
