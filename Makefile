@@ -15,6 +15,9 @@ demo: install
 	$(PY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_DIR)
 	$(PY) tools/test.py $(DEMO_CFG) $$(cat $(DEMO_DIR)/last_checkpoint) \
 		--work-dir $(DEMO_DIR)
+	$(PY) tools/analysis/scale_benchmark.py $(DEMO_CFG) \
+		$$(cat $(DEMO_DIR)/last_checkpoint) --scales 128 192 256 320 \
+		--work-dir $(DEMO_DIR)/scale
 
 test: install
 	$(PY) -m pytest tests -q

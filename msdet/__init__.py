@@ -4,8 +4,10 @@ Importing msdet registers every msdet module in mmengine's root registries,
 which mmdet's and mmseg's registries both fall back to, and makes
 ``torch.load`` accept the checkpoints mmengine writes (see utils/compat.py).
 """
-from .utils import compat  # noqa: F401  (first: patches before any load)
+from .utils import checkpoint, compat  # noqa: F401  (first: before any load)
 from . import ops  # noqa: F401,E402
 from . import models  # noqa: F401,E402
+from . import evaluation  # noqa: F401,E402
+from . import engine  # noqa: F401,E402
 
 __version__ = '0.1.0'

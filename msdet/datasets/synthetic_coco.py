@@ -25,6 +25,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..evaluation.buckets import BUCKETS, area_bucket
 from ..utils.fileio import atomic_open, dump_json
 
 CLASSES = ('circle', 'square', 'triangle')
@@ -34,9 +35,6 @@ CLASS_COLORS = {
     'square': (55, 200, 75),
     'triangle': (70, 90, 230),
 }
-AREA_SMALL = 32 ** 2   # COCO: small < 32**2
-AREA_LARGE = 96 ** 2   # COCO: large > 96**2
-BUCKETS = ('small', 'medium', 'large')
 MIN_IMAGE_SIZE = 128
 
 _SPLITS = (('train', 0), ('val', 1))
@@ -59,15 +57,6 @@ _INFO = {
     'url': '',
     'date_created': '1970-01-01',
 }
-
-
-def area_bucket(area):
-    """COCO size bucket ('small', 'medium' or 'large') of an area in px**2."""
-    if area < AREA_SMALL:
-        return 'small'
-    if area > AREA_LARGE:
-        return 'large'
-    return 'medium'
 
 
 def _check_int(name, value, minimum, extra=''):

@@ -6,15 +6,17 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def atomic_open(path, mode='w'):
-    """Open a temp file beside ``path``; rename it over ``path`` on success."""
+def atomic_open(path, mode='w', **kwargs):
+    """Open a temp file beside ``path``; rename it over ``path`` on success.
+
+    ``kwargs`` go to ``open`` (e.g. ``encoding``)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
         dir=directory, prefix='.' + os.path.basename(path) + '.')
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
