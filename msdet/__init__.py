@@ -7,6 +7,7 @@ which mmdet's and mmseg's registries both fall back to, and makes
 from .utils import checkpoint, compat, dist  # noqa: F401  (first: patches)
 from . import ops  # noqa: F401,E402
 from . import models  # noqa: F401,E402
+from . import datasets  # noqa: F401,E402
 from . import evaluation  # noqa: F401,E402
 from . import engine  # noqa: F401,E402
 

@@ -1,5 +1,6 @@
 """Every msdet config loads, follows the paper's 1x recipe and builds."""
 import glob
+import importlib
 import os.path as osp
 import re
 
@@ -54,11 +55,12 @@ def test_paper_config_follows_1x_recipe(path):
 
 @pytest.mark.parametrize('path', ALL_CONFIGS, ids=osp.basename)
 def test_config_builds_without_downloads(path):
-    from mmdet.registry import MODELS
     cfg = Config.fromfile(path)
     assert '://' not in cfg.pretty_text  # no URL checkpoint anywhere
     cfg.model.backbone.init_cfg = None
-    with DefaultScope.overwrite_default_scope('mmdet'):
+    scope = cfg.get('default_scope', 'mmdet')  # mmseg for configs/deeplabv3
+    MODELS = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
     assert type(model.backbone).__name__ == cfg.model.backbone.type
     if 'psx101' in path:

@@ -245,3 +245,40 @@ def test_bad_inputs(tmp_path, sweep):
     with pytest.raises(ValueError, match='cannot switch width'):
         tool.main([DEMO_CFG, str(out.parent / 'model0.pth'), '--scales',
                    '128', '--widths', '0.5', '--work-dir', str(tmp_path)])
+
+
+MUTUAL_CFG = osp.join(REPO, 'configs/mutualnet/mask_rcnn_slimvgg16_fpn_demo.py')
+
+
+def test_width_sweep_with_bn_recalibration(dataset, tmp_path):
+    """MutualNet's evaluation: widths x scales, BN re-estimated per setting,
+    the AP-vs-FLOPs curve is the switchable model's Pareto front."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmdet.registry import MODELS
+    cwd = os.getcwd()
+    os.chdir(dataset.parent.parent)
+    try:
+        cfg = Config.fromfile(MUTUAL_CFG)
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            model = MODELS.build(cfg.model)
+        model.init_weights()
+        ckpt = tmp_path / 'slim.pth'
+        torch.save({'state_dict': model.state_dict()}, ckpt)
+        tool = load_tool('tools/analysis/scale_benchmark.py', 'sb_tool3')
+        rows = tool.main([MUTUAL_CFG, str(ckpt), '--widths', '1.0', '0.5',
+                          '--scales', '128', '256', '--recalibrate-bn', '2',
+                          '--work-dir', str(tmp_path / 'out')])
+        with pytest.raises(ValueError, match='width=0.1'):
+            tool.main([MUTUAL_CFG, str(ckpt), '--widths', '0.1',
+                       '--scales', '128'])
+    finally:
+        os.chdir(cwd)
+    assert [(r['width'], r['short_side']) for r in rows] == \
+        [(1.0, 128), (1.0, 256), (0.5, 128), (0.5, 256)]
+    full, half = rows[1], rows[3]
+    # backbone cost follows ~w^2 (first conv keeps its 3 input channels)
+    assert half['gflops_backbone'] / full['gflops_backbone'] == \
+        pytest.approx(0.25, abs=0.03)
+    ax = plot_ap_vs_flops(rows, tmp_path / 'f.png')
+    assert len(ax.lines) == 1  # one curve (the Pareto front) for one model

@@ -118,3 +118,20 @@ def test_msdet_test_tool_prints_table_and_writes_json(trained, workdir):
 def test_missing_checkpoint_is_one_clear_error(workdir):
     with pytest.raises(FileNotFoundError, match='no/such.pth'):
         load_tool('test').main([DEMO_CFG, 'no/such.pth'])
+
+
+def test_resume_reproduces_uninterrupted_weights(workdir):
+    """Kill after epoch 1, resume: epoch 2 equals the uninterrupted run's."""
+    common = ['--cfg-options', 'train_cfg.max_epochs=2',
+              'default_hooks.checkpoint.interval=1',
+              'randomness.deterministic=True']
+    load_tool('train').main([DEMO_CFG, '--work-dir', 'wd_full'] + common)
+    load_tool('train').main([DEMO_CFG, '--work-dir', 'wd_cut', '--resume',
+                             str(workdir / 'wd_full/epoch_1.pth')] + common)
+    full = torch.load(workdir / 'wd_full/epoch_2.pth')
+    cut = torch.load(workdir / 'wd_cut/epoch_2.pth')
+    assert full['meta']['iter'] == cut['meta']['iter'] == 4
+    for k, v in full['state_dict'].items():
+        assert torch.equal(v, cut['state_dict'][k]), k
+    assert full['rng_state']['numpy'][1].tolist() == \
+        cut['rng_state']['numpy'][1].tolist()

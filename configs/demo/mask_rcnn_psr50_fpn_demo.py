@@ -92,3 +92,6 @@ default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=max_epochs))
 auto_scale_lr = dict(enable=False, base_batch_size=4)
+# RNG states in checkpoints: a resumed run continues exactly (issue 9)
+custom_hooks = [dict(type='RNGStateHook')]
+randomness = dict(seed=0)

@@ -1,0 +1,1 @@
+from . import coco_checks  # noqa: F401  (patches CocoDataset loading)

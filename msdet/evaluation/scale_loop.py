@@ -3,10 +3,11 @@ import copy
 import time
 
 import torch
-from mmengine.model import is_model_wrapper
 from mmengine.registry import LOOPS
 from mmengine.runner import TestLoop, autocast
 
+from ..engine.bn_calibration import recalibrate_bn
+from ..ops.switchable import is_allowed, set_subnet, subnet_space, unwrap_model
 from .complexity import backbone_gflops, model_gflops
 
 DEFAULT_SCALES = (240, 360, 480, 600, 800)
@@ -35,7 +36,7 @@ def find_resize(pipeline):
 
 @LOOPS.register_module()
 class ScaleSweepTestLoop(TestLoop):
-    """Test once per (width, test scale) setting; one pass each.
+    """Test once per (sub-network, test scale) setting; one pass each.
 
     For every setting the test pipeline's ``Resize`` scale becomes the short
     side ``s`` with the long side scaled in proportion to the config's own
@@ -45,17 +46,23 @@ class ScaleSweepTestLoop(TestLoop):
     latency of ``model.test_step`` and the backbone's and the whole model's
     GFLOPs on the first test image at that setting. Results:
     ``self.records`` (one dict per setting) and the returned metrics, keyed
-    ``w{width}_s{short}/<metric>`` (``s{short}/<metric>`` without widths).
+    ``{setting}_s{short}/<metric>``, e.g. ``width0.5_s600/coco/bbox_mAP``.
 
     Args:
         scales (Sequence[int]): test short sides. Default 240 ... 800.
         widths (Sequence[float], optional): sub-network widths for models
-            that can switch width (``msdet.ops.subnet_space``).
+            that can switch width; short for ``subnets=[dict(width=w)]``.
+        subnets (Sequence[dict], optional): sub-network settings for
+            ``msdet.ops.set_subnet`` (e.g. a Resizable ResNet's factors).
+        recalibrate_bn (int): if > 0, re-estimate BN statistics on this many
+            training images before each setting (MutualNet 3.1 post-
+            statistics; ``msdet.engine.recalibrate_bn``). Default 0.
         count_flops (bool): measure GFLOPs per setting. Default True.
     """
 
     def __init__(self, runner, dataloader, evaluator, scales=DEFAULT_SCALES,
-                 widths=None, count_flops=True, fp16=False):
+                 widths=None, subnets=None, recalibrate_bn=0,
+                 count_flops=True, fp16=False):
         self.scales = check_scales(scales)
         if not isinstance(dataloader, dict):
             raise TypeError('ScaleSweepTestLoop rebuilds the dataloader per '
@@ -63,26 +70,36 @@ class ScaleSweepTestLoop(TestLoop):
         self._loader_cfg = copy.deepcopy(dataloader)
         base = find_resize(self._loader_cfg['dataset']['pipeline'])['scale']
         self._base_scale = tuple(base)
-        self.widths = self._check_widths(runner.model, widths)
+        self.subnets = self._check_subnets(runner.model, widths, subnets)
+        if not (isinstance(recalibrate_bn, int) and recalibrate_bn >= 0):
+            raise ValueError(f'recalibrate_bn={recalibrate_bn!r}; allowed: '
+                             'an int >= 0 (training images; 0 = off).')
+        self.recalibrate_bn = recalibrate_bn
         self.count_flops = count_flops
         super().__init__(runner, dataloader, evaluator, fp16)
         self.records = []
 
     @staticmethod
-    def _check_widths(model, widths):
-        if widths is None:
-            return None
-        from msdet.ops import subnet_space
-        space = subnet_space(model).get('width')
-        if space is None:
-            raise ValueError(f'widths {list(widths)!r} asked for, but this '
-                             'model cannot switch width.')
-        lo, hi = space
-        bad = [w for w in widths if not lo <= w <= hi]
-        if not widths or bad:
-            raise ValueError(f'widths {list(widths)!r}: each must lie in the '
-                             f"model's range [{lo}, {hi}].")
-        return [float(w) for w in widths]
+    def _check_subnets(model, widths, subnets):
+        if widths is not None and subnets is not None:
+            raise ValueError('give widths or subnets, not both.')
+        if widths is not None:
+            if 'width' not in subnet_space(model):
+                raise ValueError(f'widths {list(widths)!r} asked for, but '
+                                 'this model cannot switch width.')
+            subnets = [dict(width=float(w)) for w in widths]
+        if subnets is None:
+            return [None]
+        space = subnet_space(model)
+        if not subnets:
+            raise ValueError('subnets is empty; give at least one setting.')
+        for setting in subnets:
+            for key, value in setting.items():
+                if key not in space or not is_allowed(value, space[key]):
+                    raise ValueError(
+                        f'sub-network setting {key}={value!r} is not allowed '
+                        f'by this model; it can switch: {space or "nothing"}.')
+        return [dict(s) for s in subnets]
 
     def test_scale(self, short):
         """The Resize scale for short side ``short``."""
@@ -100,25 +117,34 @@ class ScaleSweepTestLoop(TestLoop):
         self.runner.call_hook('before_test_epoch')
         self.runner.model.eval()
         model = self.runner.model
-        core = model.module if is_model_wrapper(model) else model
+        core = unwrap_model(model)
         metrics, self.records = {}, []
-        for width in self.widths or [None]:
-            if width is not None:
-                from msdet.ops import set_subnet
-                set_subnet(model, width=width)
+        for subnet in self.subnets:
+            if subnet is not None:
+                set_subnet(model, **subnet)
             for short in self.scales:
+                if self.recalibrate_bn:
+                    recalibrate_bn(model, self._train_loader(),
+                                   self.recalibrate_bn, subnet,
+                                   self.test_scale(short))
+                    model.eval()
                 self.dataloader = self._build_loader(short)
-                record = dict(width=width, short_side=short,
+                record = dict(subnet=subnet, short_side=short,
                               scale=list(self.test_scale(short)))
                 record.update(self._run_setting(core))
                 self.records.append(record)
-                tag = (f's{short}' if width is None else
-                       f'w{width:g}_s{short}')
-                metrics.update({f'{tag}/{k}': v
+                tag = ''.join(f'{k}{v}_' for k, v in (subnet or {}).items())
+                metrics.update({f'{tag}s{short}/{k}': v
                                 for k, v in record['metrics'].items()})
         self.runner.call_hook('after_test_epoch', metrics=metrics)
         self.runner.call_hook('after_test')
         return metrics
+
+    def _train_loader(self):
+        if not hasattr(self, '_calib_loader'):
+            self._calib_loader = self.runner.build_dataloader(
+                self.runner.cfg.train_dataloader, seed=self.runner.seed)
+        return self._calib_loader
 
     def _run_setting(self, core):
         self._model_time, out = 0.0, {}

@@ -1,7 +1,8 @@
 """Tables, files, plots and budget queries for accuracy-across-scale results.
 
-A result is a list of rows, one per (model, width, test scale); each row is
-flat: ``model``, ``width``, ``short_side``, ``gflops_backbone``,
+A result is a list of rows, one per (model, sub-network, test scale); each
+row is flat: ``model``, ``subnet`` (e.g. "width=0.5", "" for the model as
+built), ``width``, ``short_side``, ``gflops_backbone``,
 ``gflops_model``, ``latency_ms``, ``bbox_AP`` ... ``segm_AP_L``,
 ``bbox_AP_S_resized`` ..., ``gt_small`` ... Missing values (no ground truth
 in a bucket, a task the model lacks) are ``None`` and read "n/a".
@@ -23,7 +24,9 @@ SIZE_KEYS = ('AP_S', 'AP_M', 'AP_L')
 def record_to_row(model, record):
     """Flatten one ``ScaleSweepTestLoop`` record into a result row."""
     m = record['metrics']
-    row = dict(model=model, width=record['width'],
+    subnet = record['subnet'] or {}
+    row = dict(model=model, width=subnet.get('width'),
+               subnet=', '.join(f'{k}={v}' for k, v in subnet.items()),
                short_side=record['short_side'], scale=record['scale'],
                input_shape=record.get('input_shape'),
                gflops_backbone=record.get('gflops_backbone'),
@@ -48,9 +51,10 @@ def _fmt(v, scale=1.0, digits=1):
 
 def markdown_table(rows):
     """One line per row; with several models, AP differences to the first
-    model at the same (width, scale) follow each model's line."""
+    model at the same (sub-network, scale) follow each model's line."""
     tasks = [t for t in TASKS if any(r[f'{t}_AP'] is not None for r in rows)]
-    head = ['model', 'width', 'scale', 'GFLOPs bb', 'GFLOPs all', 'ms/img']
+    head = ['model', 'sub-network', 'scale', 'GFLOPs bb', 'GFLOPs all',
+            'ms/img']
     for t in tasks:
         head += [f'{t} {n}' for n in STAT_NAMES]
         head += [f'{t} {n} (resized)' for n in SIZE_KEYS]
@@ -58,9 +62,9 @@ def markdown_table(rows):
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     base = {}
     for r in rows:
-        key = (r['width'], r['short_side'])
+        key = (r['subnet'], r['short_side'])
         base.setdefault(key, r)
-        cells = [r['model'], _fmt(r['width'], digits=2),
+        cells = [r['model'], r['subnet'] or 'full',
                  str(r['short_side']), _fmt(r['gflops_backbone'], digits=2),
                  _fmt(r['gflops_model'], digits=2), _fmt(r['latency_ms'])]
         for t in tasks:
@@ -133,14 +137,14 @@ def pareto_front(points):
 
 def plot_ap_vs_scale(rows, path, task='bbox'):
     """AP_S / AP_M / AP_L against the test short side, one curve per model
-    (at its widest sub-network). Returns the figure's axes."""
+    (its widest sub-network, or its first listed one). Returns the axes."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
     for name, mrows in _by_model(rows).items():
-        widest = max((r['width'] or 1.0) for r in mrows)
-        sel = sorted((r for r in mrows if (r['width'] or 1.0) == widest),
+        pick = max(mrows, key=lambda r: r['width'] or 0)['subnet']
+        sel = sorted((r for r in mrows if r['subnet'] == pick),
                      key=lambda r: r['short_side'])
         for ax, size in zip(axes, SIZE_KEYS):
             ys = [r[f'{task}_{size}'] for r in sel]
@@ -159,8 +163,8 @@ def plot_ap_vs_scale(rows, path, task='bbox'):
 
 def plot_ap_vs_flops(rows, path, task='bbox'):
     """AP against whole-model GFLOPs, one curve per model: all settings for a
-    fixed-width model, the Pareto front for a width-switchable one (its other
-    settings as dots). Returns the axes."""
+    fixed model, the Pareto front for a switchable one (its other settings
+    as dots). Returns the axes."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -169,7 +173,7 @@ def plot_ap_vs_flops(rows, path, task='bbox'):
         pts = [(r['gflops_model'], 100 * r[f'{task}_AP']) for r in mrows
                if r['gflops_model'] is not None and
                r[f'{task}_AP'] is not None]
-        curve = pareto_front(pts) if len({r['width'] for r in mrows}) > 1 \
+        curve = pareto_front(pts) if len({r['subnet'] for r in mrows}) > 1 \
             else sorted(pts)
         (line, ) = ax.plot(*zip(*curve), marker='o', label=name)
         others = [p for p in pts if p not in curve]

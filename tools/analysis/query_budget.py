@@ -24,7 +24,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     best = query_best(load_results(args.results), args.max_gflops,
                       args.max_latency_ms, args.metric, args.model)
-    print(f"best: model={best['model']} width={best['width']} "
+    print(f"best: model={best['model']} sub-network="
+          f"{best.get('subnet') or 'full'} "
           f"short_side={best['short_side']} {args.metric}="
           f"{100 * best[args.metric]:.1f} GFLOPs={best['gflops_model']} "
           f"latency_ms={best['latency_ms']:.1f}")

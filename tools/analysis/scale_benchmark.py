@@ -4,6 +4,7 @@ widths) and report COCO AP, AP_S/M/L, GFLOPs and latency side by side.
     python tools/analysis/scale_benchmark.py CONFIG CHECKPOINT \
         [--compare CONFIG2 CHECKPOINT2 ...] [--names A B ...] \
         [--scales 240 360 480 600 800] [--widths 1.0 0.5 0.25] \
+        [--recalibrate-bn N] \
         [--work-dir work_dirs/scale_benchmark] [--cfg-options k=v ...]
 
 Writes results.json, results.csv, ap_vs_scale.png, ap_vs_gflops.png to the
@@ -40,6 +41,10 @@ def parse_args(argv=None):
                    default=list(DEFAULT_SCALES), help='test short sides')
     p.add_argument('--widths', nargs='+', type=float,
                    help='sub-network widths (width-switchable models)')
+    p.add_argument('--recalibrate-bn', type=int, metavar='N',
+                   help='re-estimate BN statistics on N training images '
+                   'before each setting (default: 2000 with --widths, '
+                   'else off)')
     p.add_argument('--no-flops', action='store_true')
     p.add_argument('--work-dir', default='work_dirs/scale_benchmark')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -55,8 +60,12 @@ def sweep_config(config, checkpoint, args, work_dir):
         raise FileNotFoundError(f'checkpoint {checkpoint!r} not found.')
     cfg = load_config(config, args.cfg_options, work_dir, args.launcher)
     cfg.load_from = checkpoint
+    recalib = args.recalibrate_bn
+    if recalib is None:
+        recalib = 2000 if args.widths else 0
     cfg.test_cfg = dict(type='ScaleSweepTestLoop', scales=args.scales,
-                        widths=args.widths, count_flops=not args.no_flops)
+                        widths=args.widths, recalibrate_bn=recalib,
+                        count_flops=not args.no_flops)
     evaluator = cfg.test_evaluator
     for metric in (evaluator if isinstance(evaluator, list) else [evaluator]):
         if metric.type.split('.')[-1] == 'CocoMetric':

@@ -5,12 +5,14 @@ from mmdet.models.backbones.resnet import ResNet
 
 
 def check_resnet_args(cls, depth, num_stages=4, out_indices=(0, 1, 2, 3),
-                      frozen_stages=-1, init_cfg=None):
+                      frozen_stages=-1, init_cfg=None, strides=None,
+                      dilations=None):
     """Raise one clear error at build time for arguments mmdet only asserts.
 
-    Also checks that a ``Pretrained`` checkpoint given as a local path exists,
-    so a missing file is reported when the model is built, not when the
-    runner initialises weights.
+    ``strides`` / ``dilations`` are checked only when given (one positive
+    int per stage). Also checks that a ``Pretrained`` checkpoint given as a
+    local path exists, so a missing file is reported when the model is
+    built, not when the runner initialises weights.
     """
     name = cls.__name__
     if depth not in cls.arch_settings:
@@ -26,6 +28,15 @@ def check_resnet_args(cls, depth, num_stages=4, out_indices=(0, 1, 2, 3),
     if not -1 <= frozen_stages <= num_stages:
         raise ValueError(f'{name}: frozen_stages={frozen_stages!r}, allowed '
                          f'-1 (none) .. {num_stages}.')
+    for arg, values in (('strides', strides), ('dilations', dilations)):
+        if values is None:
+            continue
+        values = tuple(values)
+        if len(values) != num_stages or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                for v in values):
+            raise ValueError(f'{name}: {arg}={values!r}; allowed: '
+                             f'{num_stages} positive ints (one per stage).')
     check_pretrained(init_cfg, name)
 
 

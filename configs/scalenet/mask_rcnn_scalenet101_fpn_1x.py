@@ -1,0 +1,7 @@
+# Mask R-CNN, ScaleNet-101 + FPN, 1x (mmdet's recipe, backbone replaced).
+_base_ = './mask_rcnn_scalenet50_fpn_1x.py'
+
+model = dict(
+    backbone=dict(
+        depth=101,
+        init_cfg=dict(checkpoint='checkpoints/scalenet101_imagenet.pth')))

@@ -1,0 +1,14 @@
+# Mask R-CNN, ScaleNet-50 + FPN, 1x: mmdet's recipe unchanged (12 epochs, SGD
+# lr 0.02 for 16 images, steps at 8 and 11, (1333, 800) input), the backbone
+# replaced (not in the ScaleNet paper, which reports Faster R-CNN only).
+# ImageNet-pretrained ScaleNet-50 weights are a local file you bring.
+_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['msdet'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        type='ScaleNet',
+        depth=50,
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/scalenet50_imagenet.pth')))

@@ -1,0 +1,134 @@
+"""ScaleNet (Li et al., CVPR 2019, sections 3.1-3.3, table 1)."""
+import torch.nn as nn
+from mmcv.cnn import build_conv_layer, build_norm_layer
+from mmdet.models.backbones.resnet import Bottleneck, ResNet
+from mmengine.registry import MODELS
+
+from ...ops.scale_aggregation import SCALES, ScaleAggregation
+from .scalenet_structure import load_structure
+from .utils import check_resnet_args, zero_init_last_norm
+
+
+class SABottleneck(Bottleneck):
+    """ResNet bottleneck whose 3x3 conv is a scale aggregation (SA) block
+    (paper 3.3, fig. 3).
+
+    ``conv1``/``norm1``, ``norm3``, the shortcut and the forward are the
+    parent's. Rebuilt: ``conv2`` is a ``ScaleAggregation`` (eq. 1-4) of width
+    ``sum(C_l)``; ``norm2`` normalises that concatenation channel by channel,
+    i.e. BN after each scale's upsample, then the parent's ReLU (fig. 3);
+    ``conv3`` expands from ``sum(C_l)`` channels; plugins after ``conv2``
+    are rebuilt at that width.
+
+    The block is stride 1 throughout: a block with ``pool_stride > 1``
+    max-pools its input first (kernel = stride, table 1's "2x2 max pool,
+    stride 2", "as done in DenseNets", paper 3.3), so the shortcut projection
+    is a stride-1 1x1 conv on the pooled input. Choice: this pool rounds up,
+    so stage sizes equal mmdet's ResNet's for any input size (the same as
+    the reference's at even sizes, which is every size at 224 px and every
+    size of mmdet's 32-padded batches).
+
+    Args:
+        sa_cfgs (Iterator[dict]): mmdet's ``ResLayer`` passes the same
+            arguments to every block of a stage, so each block takes its own
+            ``dict(branch_channels, design_size, pool_stride)`` from this
+            iterator.
+        scales (Sequence[int]): pooling factors of the scales.
+    """
+
+    def __init__(self, inplanes, planes, sa_cfgs, scales=SCALES, **kwargs):
+        if kwargs.get('dcn') is not None:
+            raise ValueError('SABottleneck: dcn replaces the 3x3 conv that '
+                             'the SA block replaces; use dcn=None.')
+        cfg = next(sa_cfgs)
+        super().__init__(inplanes, planes, **kwargs)
+        width = sum(cfg['branch_channels'])
+        pool = cfg['pool_stride']
+        self.pool = nn.MaxPool2d(pool, pool, ceil_mode=True) \
+            if pool > 1 else None
+        self.conv2 = ScaleAggregation(
+            planes, cfg['branch_channels'], cfg['design_size'], scales,
+            self.dilation, self.conv_cfg)
+        self.norm2_name, norm2 = build_norm_layer(
+            self.norm_cfg, width, postfix=2)
+        self.add_module(self.norm2_name, norm2)
+        self.conv3 = build_conv_layer(
+            self.conv_cfg, width, planes * self.expansion, kernel_size=1,
+            bias=False)
+        if self.with_plugins:
+            for name in self.after_conv2_plugin_names:
+                delattr(self, name)
+            self.after_conv2_plugin_names = self.make_block_plugins(
+                width, self.after_conv2_plugins)
+
+    def forward(self, x):
+        return super().forward(x if self.pool is None else self.pool(x))
+
+
+@MODELS.register_module()
+class ScaleNet(ResNet):
+    """ScaleNet: mmdet's ResNet with every bottleneck 3x3 conv an SA block
+    (paper 3.3, table 1).
+
+    Stem, block counts, 1x1 widths and stage outputs are ResNet's; each SA
+    block's scale widths come from ``structure``; a stage's stride is a max
+    pool in front of its first block (see ``SABottleneck``). All arguments
+    of mmdet's ``ResNet`` keep their meaning (``out_indices``,
+    ``frozen_stages``, ``norm_eval``, ``strides``/``dilations`` for
+    segmentation, ``conv_cfg``/``norm_cfg``, ``init_cfg``...); ``dcn`` and
+    ``avg_down`` do not apply and are refused.
+
+    Args:
+        depth (int): 50 or 101 (published allocations), or 152 (table 1)
+            with an explicit ``structure``.
+        structure: ``None`` for the published allocation of ``depth``, a
+            JSON structure file (e.g. from ``tools/allocate_neurons.py``), a
+            list of ``[C_1..C_L, side]`` entries, a dict with ``blocks``, or
+            ``dict(seed=C)`` for the seed network of the neuron allocation
+            (``C * 2**i`` channels per scale in stage ``i``, paper 3.2). See
+            ``scalenet_structure``.
+        scales (Sequence[int]): pooling factors, ``(1, 2, 4, 7)`` (paper).
+    """
+    arch_settings = {
+        50: (SABottleneck, (3, 4, 6, 3)),
+        101: (SABottleneck, (3, 4, 23, 3)),
+        152: (SABottleneck, (3, 8, 36, 3)),
+    }
+
+    def __init__(self, depth, structure=None, scales=SCALES, init_cfg=None,
+                 **kwargs):
+        num_stages = kwargs.get('num_stages', 4)
+        strides = kwargs.get('strides', (1, 2, 2, 2))
+        check_resnet_args(type(self), depth, num_stages,
+                          kwargs.get('out_indices', (0, 1, 2, 3)),
+                          kwargs.get('frozen_stages', -1), init_cfg,
+                          strides, kwargs.get('dilations', (1, 1, 1, 1)))
+        for arg in ('dcn', 'avg_down'):
+            if kwargs.get(arg):
+                raise ValueError(
+                    f'ScaleNet: {arg}={kwargs[arg]!r} is not supported: the '
+                    'SA block replaces the 3x3 conv and the shortcut follows'
+                    " the stage's max pool (paper 3.3).")
+        stage_blocks = self.arch_settings[depth][1]
+        self.scales = tuple(scales)
+        # a structure covers the whole depth; unbuilt stages keep stride 2
+        self.structure = load_structure(
+            structure, depth, stage_blocks, self.scales,
+            tuple(strides) + (2, ) * (len(stage_blocks) - num_stages))
+        ends = [sum(stage_blocks[:i + 1]) for i in range(len(stage_blocks))]
+        self._stages = iter([self.structure[e - n:e]
+                             for n, e in zip(stage_blocks, ends)])
+        super().__init__(depth=depth, init_cfg=init_cfg, **kwargs)
+        del self._stages
+        zero_init_last_norm(self, init_cfg)
+
+    def make_res_layer(self, stride, **kwargs):
+        """A ResLayer of stride-1 SA blocks, each with its own structure
+        entry; the stage's stride is the first block's pool."""
+        cfgs = iter([
+            dict(branch_channels=entry[:-1], design_size=entry[-1],
+                 pool_stride=stride if j == 0 else 1)
+            for j, entry in enumerate(next(self._stages))
+        ])
+        return super().make_res_layer(
+            stride=1, sa_cfgs=cfgs, scales=self.scales, **kwargs)

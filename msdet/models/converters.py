@@ -1,0 +1,369 @@
+"""Converting foreign pretrained checkpoints into msdet backbone checkpoints.
+
+One source layout = one script in ``tools/model_converters/`` (mmdet's
+convention, ``python tools/model_converters/X.py SRC DST``) that passes to
+``converter_main``:
+
+- ``target_cfg(source, args)``: the msdet backbone config the checkpoint
+  becomes, usually inferred from the source's shapes (``infer_resnet_cfg``,
+  ``infer_depth``).
+- ``make_rule(target, args)``: a ``rule(key, src)`` giving, for every key of
+  the target backbone's ``state_dict``, its tensor, built from the source
+  tensors it takes with ``src.take(...)`` / ``src.take_all(...)`` (a key may
+  be taken several times, e.g. one BN copied into every scale-aware BN).
+  ``target`` is the built msdet backbone, for its per-block layout (groups,
+  branches). ``same_key`` is the rule of layouts with msdet's keys.
+- ``drop``: source key prefixes dropped on purpose (e.g. ``CLASSIFIER``,
+  ``fc.``), each with the reason that is reported.
+- ``equivalence(args, src)``: what the result is relative to the source,
+  ``dict(kind=one of EQUIVALENCE, statement=...)``, printed and stored.
+
+The shared code reads the source (``{'state_dict': ...}``, ``{'model': ...}``
+or a bare state_dict, ``module.`` prefixes stripped), walks the target's keys,
+and refuses to write anything if a source key is unknown (neither taken nor
+dropped), a key the rule needs is missing, or a tensor has the wrong shape:
+one ``ConversionError`` names them all. The only defaults it fills are
+absent BN ``num_batches_tracked`` counters (old torch checkpoints lack them;
+unused with a BN momentum), reported by name. The output
+``{'state_dict': ..., 'meta': {...}}`` is written atomically with the
+backbone's own keys (no ``backbone.`` prefix), so
+``init_cfg=dict(type='Pretrained', checkpoint=DST)`` loads it into the
+backbone; ``meta`` records the source, the backbone config, the equivalence
+and every dropped, filled or noted key.
+"""
+import argparse
+import os.path as osp
+import pickle
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import torch
+from mmengine.registry import MODELS
+
+from ..utils.checkpoint import load_local_checkpoint
+from ..utils.fileio import atomic_open
+
+NBT = 'num_batches_tracked'
+#: What a converted backbone is, relative to the source model (meta's
+#: ``equivalence['kind']``): the same function; the same function under
+#: stated conditions (input sizes...); close to it; or only initial weights.
+EQUIVALENCE = ('exact', 'conditional', 'approximate', 'warm start')
+#: The usual ``drop`` of an ImageNet classification checkpoint.
+CLASSIFIER = {'fc.': 'ImageNet classifier head (a backbone has none)'}
+
+
+class ConversionError(ValueError):
+    """The source does not convert; the message names every bad key."""
+
+
+class _Missing(Exception):
+    """A rule asked for absent source keys (already recorded)."""
+
+
+class SourceDict:
+    """The source state_dict, recording what the conversion uses.
+
+    ``take`` marks keys as used (a key may be taken more than once, e.g. one
+    BN copied into several); keys never taken nor ``drop``-ped are unknown.
+    """
+
+    def __init__(self, state_dict):
+        self._sd = OrderedDict(state_dict)
+        self.used, self.missing, self.filled = set(), [], []
+        self.dropped = OrderedDict()  # key -> reason
+        self.notes = []
+
+    def __contains__(self, key):
+        return key in self._sd
+
+    def __len__(self):
+        return len(self._sd)
+
+    def keys(self):
+        return self._sd.keys()
+
+    def shape(self, key):
+        """Shape of a source tensor without taking it (``None`` if absent)."""
+        return tuple(self._sd[key].shape) if key in self._sd else None
+
+    def take_all(self, keys):
+        """The tensors of ``keys``; all absent ones are recorded as missing
+        (an absent ``*.num_batches_tracked`` is filled with 0 instead)."""
+        keys = list(keys)
+        absent = [k for k in keys if k not in self._sd
+                  and not k.endswith('.' + NBT)]
+        self.used.update(k for k in keys if k in self._sd)
+        if absent:
+            self.missing += [k for k in absent if k not in self.missing]
+            raise _Missing(absent)
+        values = []
+        for k in keys:
+            if k not in self._sd:
+                self.filled.append(k)
+                values.append(torch.tensor(0, dtype=torch.long))
+            else:
+                values.append(self._sd[k])
+        return values
+
+    def take(self, key):
+        return self.take_all([key])[0]
+
+    def drop(self, prefix, reason):
+        for k in self._sd:
+            if k.startswith(prefix) and k not in self.used:
+                self.dropped[k] = reason
+
+    def note(self, message):
+        """A remark for the report and the output's meta."""
+        self.notes.append(message)
+
+    def unknown(self):
+        return [k for k in self._sd
+                if k not in self.used and k not in self.dropped]
+
+
+def same_key(key, src):
+    """Rule for layouts whose keys equal msdet's (torchvision ResNets)."""
+    return src.take(key)
+
+
+# ------------------------------------------------------------------ reading
+def unwrap_state_dict(ckpt, where='checkpoint'):
+    """The state_dict inside ``{'state_dict'}``, ``{'model'}`` or a bare
+    state_dict, with ``module.`` (DataParallel) prefixes stripped."""
+    if not isinstance(ckpt, Mapping):
+        raise ConversionError(f'{where}: holds a {type(ckpt).__name__}, not a '
+                              'state_dict or a dict with one.')
+    for wrapper in ('state_dict', 'model'):
+        if isinstance(ckpt.get(wrapper), Mapping):
+            ckpt = ckpt[wrapper]
+            break
+    bad = [k for k, v in ckpt.items() if not torch.is_tensor(v)]
+    if bad:
+        raise ConversionError(
+            f"{where}: not a state_dict (no 'state_dict' or 'model' entry, "
+            f'and {len(bad)} entries are not tensors: {_names(bad)}).')
+    out = OrderedDict()
+    for key, value in ckpt.items():
+        new = key
+        while new.startswith('module.'):
+            new = new[len('module.'):]
+        if new in out:
+            raise ConversionError(f"{where}: keys {key!r} and 'module.'-less "
+                                  f'{new!r} both present.')
+        out[new] = value
+    return out
+
+
+def load_source(path, trust=False):
+    """Read a source checkpoint (msdet's loader: clear errors for a missing
+    or broken file) and return its state_dict (``unwrap_state_dict``).
+
+    A file holding non-tensor Python objects that torch's safe loader
+    refuses (e.g. pickled training arguments) is unpickled with
+    ``weights_only=False`` only if ``trust=True``: only for trusted files.
+    """
+    try:
+        return unwrap_state_dict(load_local_checkpoint(path, 'cpu'),
+                                 f'checkpoint {str(path)!r}')
+    except pickle.UnpicklingError as err:  # weights_only refused a type
+        refused = err
+    except (FileNotFoundError, RuntimeError) as err:
+        raise ConversionError(str(err)) from None
+    if not trust:
+        raise ConversionError(
+            f'checkpoint {str(path)!r} holds Python objects besides tensors '
+            f"that torch's safe loader refuses ({refused}). If you trust the "
+            'file, rerun with --trust-source.')
+    try:
+        ckpt = torch.load(osp.expanduser(str(path)), map_location='cpu',
+                          weights_only=False)
+    except Exception as err:
+        raise ConversionError(f'checkpoint {str(path)!r} cannot be read '
+                              f'({type(err).__name__}: {err}).') from None
+    return unwrap_state_dict(ckpt, f'checkpoint {str(path)!r}')
+
+
+# ------------------------------------------------------------ architecture
+def stage_blocks(source, num_stages=4):
+    """Blocks per stage, counted from ``layer{i}.{j}.`` keys."""
+    counts = []
+    for i in range(1, num_stages + 1):
+        idx = {int(m.group(1)) for m in
+               (re.match(rf'layer{i}\.(\d+)\.', k) for k in source.keys())
+               if m}
+        counts.append(max(idx) + 1 if idx else 0)
+    return tuple(counts)
+
+
+def infer_depth(source, arch_settings, name):
+    """The depth of ``arch_settings`` whose blocks per stage the source has."""
+    counts = stage_blocks(source)
+    for depth, (_, blocks) in arch_settings.items():
+        if tuple(blocks) == counts:
+            return depth
+    known = {d: tuple(b) for d, (_, b) in arch_settings.items()}
+    raise ConversionError(
+        f'the source has {counts} blocks per stage (layer1..layer4); '
+        f'{name} depths have {known}.')
+
+
+def source_shape(source, key):
+    shape = source.shape(key) if isinstance(source, SourceDict) else (
+        tuple(source[key].shape) if key in source else None)
+    if shape is None:
+        raise ConversionError(f'the source has no {key!r}, needed to infer '
+                              'the architecture; is it the right layout?')
+    return shape
+
+
+def infer_resnet_cfg(source, arch_settings, name,
+                     conv2_key='layer1.0.conv2.weight'):
+    """``depth``, ``base_channels`` (and ``stem_channels``, ``groups``,
+    ``base_width`` where not mmdet's defaults) of a ResNet/ResNeXt-shaped
+    source. ``conv2_key``: a tensor of block ``layer1.0``'s 3x3 conv with
+    ``C_in / groups`` input channels (the whole conv in torchvision)."""
+    cfg = dict(depth=infer_depth(source, arch_settings, name))
+    stem = source_shape(source, 'conv1.weight')[0]
+    width = source_shape(source, 'layer1.0.conv1.weight')[0]
+    base = source_shape(source, 'layer1.0.conv3.weight')[0] // 4
+    per_group = source_shape(source, conv2_key)[1]
+    if width % per_group:
+        raise ConversionError(f'{conv2_key}: {per_group} input channels per '
+                              f'group do not divide the width {width}.')
+    groups = width // per_group
+    if base != 64:
+        cfg['base_channels'] = base
+    if stem != base:
+        cfg['stem_channels'] = stem
+    if groups > 1:
+        cfg.update(groups=groups, base_width=width // groups)
+    return cfg
+
+
+def build_target(cfg):
+    """The msdet backbone of ``cfg`` (no pretrained init: only its keys,
+    shapes and layout are used)."""
+    cfg = dict(cfg, init_cfg=None)
+    return MODELS.build(cfg)
+
+
+# -------------------------------------------------------------- conversion
+def convert_state_dict(source, target_state, rule, drop=None):
+    """Apply ``rule`` to every key of ``target_state``.
+
+    Returns ``(state_dict, src)``: the converted tensors and the
+    ``SourceDict`` with what was used, dropped, filled and noted. Raises one
+    ``ConversionError`` naming every missing, unknown or mismatched key.
+    """
+    src = source if isinstance(source, SourceDict) else SourceDict(source)
+    for prefix, reason in (drop or {}).items():
+        src.drop(prefix, reason)
+    out, problems = OrderedDict(), []
+    for key, ref in target_state.items():
+        try:
+            value = rule(key, src)
+        except _Missing:
+            continue
+        except ConversionError as err:
+            problems.append(f'{key}: {err}')
+            continue
+        if tuple(value.shape) != tuple(ref.shape):
+            problems.append(f'{key}: msdet has shape {tuple(ref.shape)}, the '
+                            f'source gives {tuple(value.shape)}')
+            continue
+        out[key] = value.detach().clone().contiguous()
+    unknown = src.unknown()
+    if src.missing or unknown or problems:
+        parts = ['the source does not match the target backbone:']
+        for title, keys in (
+                ('missing in the source', src.missing),
+                ('unknown source keys (not used by the conversion)', unknown),
+                ('wrong shapes or values', problems)):
+            if keys:
+                parts.append(f'{title} ({len(keys)}):')
+                parts += [f'  {k}' for k in keys]
+        if unknown and all(k.startswith('backbone.') for k in unknown):
+            parts.append("(a whole detector's checkpoint? convert the "
+                         'ImageNet backbone checkpoint instead)')
+        raise ConversionError('\n'.join(parts))
+    return out, src
+
+
+def save_backbone_checkpoint(path, state_dict, meta):
+    """Write ``{'state_dict': ..., 'meta': ...}`` atomically."""
+    with atomic_open(path, 'wb') as f:
+        torch.save({'state_dict': state_dict, 'meta': meta}, f)
+
+
+def _names(keys, limit=8):
+    keys = list(keys)
+    shown = ', '.join(keys[:limit])
+    return shown + (f', ... ({len(keys) - limit} more)'
+                    if len(keys) > limit else '')
+
+
+# --------------------------------------------------------------------- CLI
+def converter_main(argv, *, description, layout, target_cfg, make_rule,
+                   equivalence, drop=None, add_arguments=None):
+    """The command line of one layout's script.
+
+    ``python SCRIPT SRC DST [--trust-source] [layout options]``.
+    ``target_cfg(source, args)`` and ``make_rule(target, args)`` are the
+    layout's (see the module docstring); ``equivalence(args, src)`` returns
+    ``dict(kind=..., statement=str)`` for the report and meta, ``kind`` one
+    of ``EQUIVALENCE``. Returns the written meta; on a bad source, exits
+    with the error (every bad key named) and writes nothing.
+    """
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help=f'source checkpoint ({layout})')
+    parser.add_argument('dst', help='msdet backbone checkpoint to write')
+    parser.add_argument('--trust-source', action='store_true',
+                        help='unpickle arbitrary objects in SRC '
+                        '(weights_only=False); only for trusted files')
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        source = SourceDict(load_source(args.src, args.trust_source))
+        cfg = target_cfg(source, args)
+        target = build_target(cfg)
+        state_dict, src = convert_state_dict(
+            source, target.state_dict(), make_rule(target, args), drop)
+    except (ConversionError, ValueError, FileNotFoundError) as err:
+        raise SystemExit(f'{parser.prog}: cannot convert {args.src}:\n{err}')
+    eq = equivalence(args, src)
+    assert eq['kind'] in EQUIVALENCE, eq
+    meta = dict(
+        converter=parser.prog, source=osp.abspath(args.src),
+        source_layout=layout, backbone=cfg, equivalence=eq,
+        dropped=list(src.dropped), filled=list(src.filled),
+        notes=list(src.notes))
+    save_backbone_checkpoint(args.dst, state_dict, meta)
+    print(report(args.dst, state_dict, src, cfg, eq))
+    return meta
+
+
+def report(dst, state_dict, src, cfg, eq):
+    """The summary printed after a conversion."""
+    lines = [f'converted {len(src.used)} source tensors into '
+             f'{len(state_dict)} tensors of {cfg["type"]}: {dst}']
+    reasons = OrderedDict()
+    for key, reason in src.dropped.items():
+        reasons.setdefault(reason, []).append(key)
+    for reason, keys in reasons.items():
+        lines.append(f'dropped on purpose ({reason}): {", ".join(keys)}')
+    if src.filled:
+        lines.append(f'absent in the source, filled with 0: '
+                     f'{len(src.filled)} BN counters (unused with a BN '
+                     f'momentum; listed in meta["filled"]): '
+                     f'{_names(src.filled, 3)}')
+    lines += [f'note: {n}' for n in src.notes]
+    lines.append(f"{eq['kind'].upper()}: {eq['statement']}")
+    args = ', '.join(f'{k}={v!r}' for k, v in cfg.items() if k != 'type')
+    lines.append(f"use: backbone=dict(type='{cfg['type']}', {args}, "
+                 f"init_cfg=dict(type='Pretrained', checkpoint='{dst}'))")
+    return '\n'.join(lines)

@@ -1,0 +1,130 @@
+"""Scale aggregation (ScaleNet, Li et al. CVPR 2019, section 3.1, eq. 1-4)."""
+from typing import List, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_conv_layer
+
+#: Downsampling factors of ScaleNet's four scales (paper table 1).
+SCALES = (1, 2, 4, 7)
+#: Input side of ImageNet training, the resolution ScaleNet was designed at.
+DESIGN_INPUT = 224
+
+
+class ScaleAggregation(nn.Module):
+    """``Y = cat_l U_l(T_l(D_l(X)))`` (eq. 4), the op that replaces a 3x3 conv.
+
+    Scale ``l`` max-pools by ``s_l`` (kernel = stride = ``s_l``, eq. 1),
+    convolves to ``C_l`` channels (eq. 2) and resizes back to the input size
+    with nearest-neighbour interpolation (eq. 3); the scales are concatenated
+    in order. A scale with ``C_l = 0`` has no layers at all. Normalisation and
+    activation follow in the enclosing block (BN after the upsample).
+
+    Choices where the paper is silent:
+
+    - Kernel size is fixed by the structure, never by the input: a scale
+      whose pooling window covers the whole map at the design resolution
+      (``design_size <= s_l``, e.g. ``s = 7`` on the 7x7 last stage at 224
+      px) gets a 1x1 conv, where a padded 3x3 conv would only use its centre
+      tap; every other scale gets a 3x3 conv. This reproduces the published
+      ScaleNet-50 size (31.483M parameters, see tests).
+    - Pooling rounds down (``floor(H / s)``), as the published FLOPs assume
+      (3.818 GFLOPs at 224 px); a map smaller than the window is pooled to
+      one pixel, so any input size works and the output size always equals
+      the input size.
+    - Upsampling is always nearest (paper 3.1), also where the input size is
+      not a multiple of the pooled size (the reference release switches to
+      bilinear there).
+    - ``dilation`` dilates every 3x3 conv, as mmdet's ResNet dilates its 3x3
+      conv in a dilated stage; pooling factors are unchanged.
+
+    Args:
+        in_channels (int): input channels.
+        branch_channels (Sequence[int]): ``C_l`` per scale, ``>= 0``, at
+            least one positive.
+        design_size (int): side of the input map at a 224x224 image.
+        scales (Sequence[int]): pooling factors ``s_l``, default
+            ``(1, 2, 4, 7)``.
+        dilation (int): dilation of the 3x3 convs.
+        conv_cfg (dict, optional): conv layer config (mmcv).
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 branch_channels: Sequence[int],
+                 design_size: int,
+                 scales: Sequence[int] = SCALES,
+                 dilation: int = 1,
+                 conv_cfg=None):
+        super().__init__()
+        check_branches(branch_channels, scales, design_size)
+        self.in_channels = in_channels
+        self.branch_channels = tuple(branch_channels)
+        self.scales = tuple(scales)
+        self.design_size = design_size
+        self.out_channels = sum(branch_channels)
+        self.branches = nn.ModuleDict()
+        for idx, (c, s) in enumerate(zip(branch_channels, scales)):
+            if c == 0:
+                continue
+            k = self.kernel_size(s)
+            self.branches[str(idx)] = build_conv_layer(
+                conv_cfg, in_channels, c, kernel_size=k,
+                padding=dilation * (k // 2), dilation=dilation if k > 1 else 1,
+                bias=False)
+
+    def kernel_size(self, scale: int) -> int:
+        """3, or 1 where the pool covers the whole design-size map."""
+        return 1 if self.design_size <= scale else 3
+
+    def neuron_flops(self) -> List[int]:
+        """Multiply-adds of one output channel of each scale at the design
+        resolution (paper 3.2's ``O_kl``); absent scales included."""
+        return [self.kernel_size(s)**2 * self.in_channels *
+                max(self.design_size // s, 1)**2 for s in self.scales]
+
+    def flops(self) -> int:
+        """Multiply-adds of the whole op at the design resolution."""
+        return sum(c * o for c, o in zip(self.branch_channels,
+                                         self.neuron_flops()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        outs = []
+        for idx, conv in self.branches.items():
+            s = self.scales[int(idx)]
+            if s == 1:
+                outs.append(conv(x))
+                continue
+            y = conv(F.max_pool2d(x, (min(s, h), min(s, w))))
+            outs.append(F.interpolate(y, size=(h, w), mode='nearest'))
+        return torch.cat(outs, dim=1)
+
+    def extra_repr(self):
+        return (f'{self.in_channels}, branch_channels={self.branch_channels}'
+                f', scales={self.scales}, design_size={self.design_size}')
+
+
+def check_branches(branch_channels, scales, design_size):
+    """One ``ValueError`` naming the bad value of an SA block's layout."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    scales, branch_channels = list(scales), list(branch_channels)
+    if not scales or not all(is_int(s) and s >= 1 for s in scales):
+        raise ValueError(f'scales={scales!r}: allowed a non-empty list of '
+                         'integers >= 1.')
+    if len(branch_channels) != len(scales):
+        raise ValueError(
+            f'branch channels {branch_channels!r}: need one per scale '
+            f'{tuple(scales)}, got {len(branch_channels)}.')
+    if not all(is_int(c) and c >= 0 for c in branch_channels):
+        raise ValueError(f'branch channels {branch_channels!r}: allowed '
+                         'integers >= 0 (0 removes a scale).')
+    if not any(branch_channels):
+        raise ValueError(f'branch channels {branch_channels!r}: all scales '
+                         'are 0; at least one must be > 0.')
+    if not (is_int(design_size) and design_size >= 1):
+        raise ValueError(f'design size (side) {design_size!r}: allowed an '
+                         'integer >= 1.')

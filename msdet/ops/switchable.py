@@ -1,0 +1,307 @@
+"""Run-time switchable layers and the one mechanism that switches a model.
+
+A sub-network is chosen by *settings* (e.g. ``width=0.5``) applied to every
+:class:`Switchable` module of a model by :func:`set_subnet`; what a model can
+switch is :func:`subnet_space`. Width follows US-Net / MutualNet (MutualNet
+section 3.2, "W_{0:w}"): a sub-network of width ``w`` uses the first
+``make_divisible(w * C)`` channels of every slimmable layer, weights shared.
+Other users add their own keys: a module declares ``{key: allowed}`` in
+``switch_space`` and reads the value in ``switch`` (e.g. a Resizable ResNet
+declares one resize factor per stage, and its scale-aware BN is a
+:class:`SwitchableBatchNorm2d` keyed by that stage's factor).
+
+An allowed set is a :class:`Range` ``(low, high)`` (closed interval) or a
+``list`` of discrete values; where several modules declare the same key, the
+model allows the intersection.
+
+Layers whose *input* width follows the incoming tensor (every layer here)
+need no setting for it: only output widths are switched.
+"""
+import math
+from collections import namedtuple
+from typing import Dict, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+
+
+class Range(namedtuple('Range', ['low', 'high'])):
+    """Closed interval of allowed values of a continuous setting."""
+
+    def __contains__(self, value):
+        return self.low <= value <= self.high
+
+
+Allowed = Union[Range, list]
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """``value`` rounded to the nearest multiple of ``divisor`` (ties up), at
+    least ``divisor``; the channel count of a width-``w`` layer is
+    ``min(C, make_divisible(w * C, divisor))``."""
+    return max(divisor, int(value / divisor + 0.5) * divisor)
+
+
+def active_channels(channels: int, width: float, divisor: int = 8) -> int:
+    """Channels of a ``channels``-wide layer at ``width`` (MutualNet 3.2)."""
+    return min(channels, make_divisible(width * channels, divisor))
+
+
+def check_width_range(width_range, name: str) -> Range:
+    """``(min, max)`` with ``0 < min <= max <= 1``, else one clear error."""
+    try:
+        low, high = (float(w) for w in width_range)
+    except (TypeError, ValueError):
+        raise ValueError(f'{name}: width_range={width_range!r}; allowed: '
+                         '(min, max) with 0 < min <= max <= 1.') from None
+    if not 0 < low <= high <= 1:
+        raise ValueError(f'{name}: width_range={tuple(width_range)!r}; '
+                         'allowed: (min, max) with 0 < min <= max <= 1.')
+    return Range(low, high)
+
+
+def is_allowed(value, allowed: Allowed) -> bool:
+    """Whether ``value`` lies in a :class:`Range` or equals a listed value."""
+    if isinstance(allowed, Range):
+        return isinstance(value, (int, float)) and value in allowed
+    return any(_same(value, a) for a in allowed)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def _intersect(a: Allowed, b: Allowed) -> Allowed:
+    if isinstance(a, Range) and isinstance(b, Range):
+        return Range(max(a.low, b.low), min(a.high, b.high))
+    if isinstance(a, Range):
+        a, b = b, a
+    return [v for v in a if is_allowed(v, b)]
+
+
+class Switchable:
+    """Mixin for modules with run-time settings (see the module docstring).
+
+    ``switch_space()`` returns ``{key: Range | list}``; ``switch(**settings)``
+    is called by :func:`set_subnet` with validated values of its own keys.
+    """
+
+    def switch_space(self) -> Dict[str, Allowed]:
+        raise NotImplementedError
+
+    def switch(self, **settings) -> None:
+        raise NotImplementedError
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Strip DDP / EMA / other wrappers that hold the model as ``.module``."""
+    while isinstance(getattr(model, 'module', None), nn.Module):
+        model = model.module
+    return model
+
+
+def subnet_space(model: nn.Module) -> Dict[str, Allowed]:
+    """What ``model`` can switch, e.g. ``{'width': Range(0.25, 1.0)}``; an
+    empty dict for a plain model."""
+    space: Dict[str, Allowed] = {}
+    for m in unwrap_model(model).modules():
+        if isinstance(m, Switchable):
+            for key, allowed in m.switch_space().items():
+                space[key] = (_intersect(space[key], allowed)
+                              if key in space else allowed)
+    return space
+
+
+def set_subnet(model: nn.Module, **settings) -> None:
+    """Apply ``settings`` (e.g. ``width=0.5``) to every switchable module.
+
+    Raises ValueError naming the bad key or value and what is allowed when a
+    setting is unknown to the model or out of its range. Keys not given keep
+    their current value.
+    """
+    model = unwrap_model(model)
+    space = subnet_space(model)
+    for key, value in settings.items():
+        if key not in space:
+            raise ValueError(
+                f'set_subnet: {key!r} is not a setting of '
+                f'{type(model).__name__}; it can switch: '
+                f'{space or "nothing (a plain model)"}.')
+        allowed = space[key]
+        if not is_allowed(value, allowed):
+            what = (f'[{allowed.low}, {allowed.high}]'
+                    if isinstance(allowed, Range) else f'one of {allowed}')
+            raise ValueError(f'set_subnet: {key}={value!r} is out of range; '
+                             f'allowed: {what}.')
+    for m in model.modules():
+        if isinstance(m, Switchable):
+            own = m.switch_space()
+            mine = {k: v for k, v in settings.items() if k in own}
+            if mine:
+                m.switch(**mine)
+
+
+class _SlimmableMixin(Switchable):
+    """Output width switched by ``width``; input width follows the input."""
+
+    def _init_slim(self, slim_out, width_range, divisor):
+        name = type(self).__name__
+        self.slim_out = bool(slim_out)
+        self.width_range = check_width_range(width_range, name)
+        if not (isinstance(divisor, int) and divisor >= 1):
+            raise ValueError(f'{name}: divisor={divisor!r}; allowed: a '
+                             'positive int.')
+        self.divisor = divisor
+        self.width = self.width_range.high
+
+    def switch_space(self):
+        return {'width': self.width_range} if self.slim_out else {}
+
+    def switch(self, width):
+        self.width = float(width)
+
+    def _active(self, full_out: int, c_in: int, full_in: int):
+        if c_in > full_in:
+            raise ValueError(f'{type(self).__name__}: input has {c_in} '
+                             f'channels, the layer at most {full_in}.')
+        return (active_channels(full_out, self.width, self.divisor)
+                if self.slim_out else full_out)
+
+    def extra_repr(self):
+        return (super().extra_repr() + f', slim_out={self.slim_out}, '
+                f'width_range={tuple(self.width_range)}, '
+                f'divisor={self.divisor}')
+
+
+@MODELS.register_module('SlimmableConv2d')
+class SlimmableConv2d(_SlimmableMixin, nn.Conv2d):
+    """Conv whose sub-network of width ``w`` is ``W[:c_out, :c_in]`` (3.2).
+
+    ``c_in`` is the channel count of the input (a prefix of ``in_channels``);
+    ``c_out = min(C_out, make_divisible(w * C_out, divisor))`` when
+    ``slim_out``, else ``C_out``. At full width it is exactly ``nn.Conv2d``
+    (same parameters, same output). ``slim_out=False`` gives a conv that only
+    accepts narrow inputs, e.g. the FPN lateral convs behind a slimmable
+    backbone (``conv_cfg=dict(type='SlimmableConv2d', slim_out=False)``).
+    Only ``groups=1``.
+
+    Args:
+        slim_out (bool): switch the output width. Default True.
+        width_range (tuple): (min, max) widths allowed, 0 < min <= max <= 1.
+        divisor (int): channel counts are multiples of it. Default 8.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1,
+                 padding=0, dilation=1, groups=1, bias=True, slim_out=True,
+                 width_range=(0.25, 1.0), divisor=8, **kwargs):
+        if groups != 1:
+            raise ValueError(f'SlimmableConv2d: groups={groups!r}; only 1 is '
+                             'supported.')
+        super().__init__(in_channels, out_channels, kernel_size, stride,
+                         padding, dilation, groups, bias, **kwargs)
+        self._init_slim(slim_out, width_range, divisor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c_out = self._active(self.out_channels, x.shape[1], self.in_channels)
+        bias = None if self.bias is None else self.bias[:c_out]
+        return self._conv_forward(x, self.weight[:c_out, :x.shape[1]], bias)
+
+
+class SlimmableLinear(_SlimmableMixin, nn.Linear):
+    """Linear layer, ``W[:c_out, :c_in]`` like :class:`SlimmableConv2d`."""
+
+    def __init__(self, in_features, out_features, bias=True, slim_out=True,
+                 width_range=(0.25, 1.0), divisor=8, **kwargs):
+        super().__init__(in_features, out_features, bias, **kwargs)
+        self._init_slim(slim_out, width_range, divisor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c_out = self._active(self.out_features, x.shape[-1], self.in_features)
+        bias = None if self.bias is None else self.bias[:c_out]
+        return F.linear(x, self.weight[:c_out, :x.shape[-1]], bias)
+
+
+class SlimmableBatchNorm2d(nn.BatchNorm2d):
+    """BN shared by all widths: a width-``w`` input of ``c`` channels uses the
+    first ``c`` affine parameters and running statistics (US-Net, MutualNet
+    3.1). The shared statistics are only meaningful after post-statistics
+    recalibration for one (width, input scale) (``msdet.engine``
+    ``recalibrate_bn``). At full width it is exactly ``nn.BatchNorm2d``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        c = x.shape[1]
+        if c > self.num_features:
+            raise ValueError(f'SlimmableBatchNorm2d: input has {c} channels, '
+                             f'the layer at most {self.num_features}.')
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative moving average
+                momentum = 1.0 / float(self.num_batches_tracked)
+        use_batch = self.training or self.running_mean is None
+        track = not self.training or self.track_running_stats
+
+        def part(t):
+            return None if t is None else t[:c]
+
+        return F.batch_norm(
+            x, part(self.running_mean) if track else None,
+            part(self.running_var) if track else None, part(self.weight),
+            part(self.bias), use_batch, momentum, self.eps)
+
+
+class SwitchableBatchNorm2d(nn.Module, Switchable):
+    """One private ``BatchNorm2d`` per value of the setting ``key``.
+
+    Slimmable networks' switchable BN for a fixed list of widths
+    (``key='width'``, one BN of ``make_divisible(w * C)`` features per width;
+    an option to MutualNet 3.1's post-statistics), or a Resizable ResNet's
+    scale-aware BN (one BN per resize factor of a stage). The active BN is
+    the one of the current value (initially the largest).
+
+    Args:
+        num_features (int | Sequence[int]): features of every BN, or one
+            count per value of ``choices``.
+        key (str): the setting that selects the BN.
+        choices (Sequence): the allowed values, one BN each.
+        **bn_kwargs: passed to every ``nn.BatchNorm2d`` (eps, momentum, ...).
+    """
+
+    def __init__(self, num_features: Union[int, Sequence[int]], key: str,
+                 choices: Sequence, **bn_kwargs):
+        super().__init__()
+        choices = list(choices)
+        if not choices or any(
+                _same(a, b) for i, a in enumerate(choices)
+                for b in choices[i + 1:]):
+            raise ValueError(f'SwitchableBatchNorm2d: choices={choices!r}; '
+                             'allowed: a non-empty list of distinct values.')
+        counts = ([num_features] * len(choices) if isinstance(
+            num_features, int) else list(num_features))
+        if len(counts) != len(choices):
+            raise ValueError(
+                f'SwitchableBatchNorm2d: {len(counts)} num_features for '
+                f'{len(choices)} choices; give one count per choice.')
+        self.key, self.choices = key, choices
+        self.bns = nn.ModuleList(
+            nn.BatchNorm2d(n, **bn_kwargs) for n in counts)
+        self.active = choices.index(max(choices))
+
+    def switch_space(self):
+        return {self.key: list(self.choices)}
+
+    def switch(self, **settings):
+        value = settings[self.key]
+        self.active = next(i for i, c in enumerate(self.choices)
+                           if _same(c, value))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bns[self.active](x)
+
+    def extra_repr(self):
+        return f'key={self.key!r}, choices={self.choices}'

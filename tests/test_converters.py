@@ -1,0 +1,540 @@
+"""Checkpoint converters (tools/model_converters/): each source layout is
+rebuilt here from the issue's description, independently of msdet's and
+mmdet's modules, as a small random model; its converted checkpoint, loaded
+by ``init_cfg=dict(type='Pretrained')`` into the msdet backbone, must give
+the same stage outputs (float64, to 1e-5) where the mapping is exact."""
+import importlib.util
+import json
+import os
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+
+from msdet.models.backbones import PSResNet
+from msdet.models.converters import (ConversionError, infer_depth,
+                                     load_source)
+from msdet.ops import PSConv2d
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+BLOCKS50 = (3, 4, 6, 3)
+#: float64: an exact mapping agrees to ~1e-14, a wrong one by O(1).
+DTYPE = torch.float64
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """Small models on shared cores: one thread avoids OpenMP contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load_tool(name):
+    """Import tools/model_converters/<name>.py under a private name."""
+    spec = importlib.util.spec_from_file_location(
+        f'msdet_converter_{name}',
+        osp.join(REPO, 'tools', 'model_converters', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------ source layouts (test-side)
+class ReleasePSConv(nn.Module):
+    """The release's conv2 as the issue describes it: three convs summed;
+    P = 4 contiguous channel parts per group (G groups)."""
+
+    def __init__(self, channels, stride=1, groups=1):
+        super().__init__()
+        self.groups = groups
+        c = channels
+        self.gwconv = nn.Conv2d(c, c, 3, stride, padding=2, dilation=2,
+                                groups=4 * groups, bias=False)
+        self.gwconv_shift = nn.Conv2d(c, c, 3, stride, padding=4,
+                                      dilation=4, groups=4 * groups,
+                                      bias=False)
+        self.conv = nn.Conv2d(c, c, 3, stride, padding=1, groups=groups,
+                              bias=False)
+        self.zero_masked()
+
+    def masked_blocks(self):
+        """(rows, cols) of conv's blocks [out part i, in part i] and
+        [out part (i + 2) % 4, in part i], in every group."""
+        c, n = self.conv.weight.shape[:2]
+        b, a = c // (4 * self.groups), n // 4
+        for g in range(self.groups):
+            for i in range(4):
+                for j in (i, (i + 2) % 4):
+                    yield (slice((4 * g + j) * b, (4 * g + j + 1) * b),
+                           slice(i * a, (i + 1) * a))
+
+    @torch.no_grad()
+    def zero_masked(self):
+        for rows, cols in self.masked_blocks():
+            self.conv.weight[rows, cols] = 0
+
+    def forward(self, x):
+        swapped = torch.cat([torch.cat(z.chunk(2, 1)[::-1], 1)
+                             for z in x.chunk(self.groups, 1)], 1)
+        return self.gwconv(x) + self.gwconv_shift(swapped) + self.conv(x)
+
+
+def plain_conv2(width, stride, groups):
+    return nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+
+
+def release_conv2(width, stride, groups):
+    return ReleasePSConv(width, stride, groups)
+
+
+class SrcBottleneck(nn.Module):
+    """torchvision-style bottleneck (stride on the 3x3 conv)."""
+
+    def __init__(self, inplanes, planes, stride, groups, width, conv2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv2(width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.downsample = None
+        if stride != 1 or inplanes != planes * 4:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * 4))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        res = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + res)
+
+
+class SrcResNet(nn.Module):
+    """An ImageNet ResNet/ResNeXt with torchvision's keys; ``forward``
+    returns the four stage outputs."""
+
+    def __init__(self, blocks=BLOCKS50, base=16, groups=1, base_width=4,
+                 conv2=plain_conv2, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, base, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(base)
+        inplanes = base
+        for i, n in enumerate(blocks):
+            planes = base * 2**i
+            width = planes if groups == 1 else \
+                planes * base_width // base * groups
+            layer = []
+            for j in range(n):
+                layer.append(SrcBottleneck(inplanes, planes,
+                                           2 if i and not j else 1, groups,
+                                           width, conv2))
+                inplanes = planes * 4
+            self.add_module(f'layer{i + 1}', nn.Sequential(*layer))
+        self.fc = nn.Linear(inplanes, classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        outs = []
+        for i in range(1, 5):
+            x = getattr(self, f'layer{i}')(x)
+            outs.append(x)
+        return outs
+
+
+class ReleaseSABlock(nn.Module):
+    """The ScaleNet release's block: a strided block max-pools its input
+    (rounding down); per scale s: max pool s (rounding down), conv
+    ``conv2.{i}`` (3x3, or 1x1 where the design side <= 2**i), upsample
+    (nearest if the size is a multiple of the pooled size, else bilinear),
+    BN ``bn2.{i}``; concatenation, ReLU, conv3, bn3, residual."""
+    scales = (1, 2, 4, 7)
+
+    def __init__(self, inplanes, planes, entry, stride):
+        super().__init__()
+        channels, side = entry[:-1], entry[-1]
+        self.stride = stride
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.ModuleList()
+        self.bn2 = nn.ModuleList()
+        for i, c in enumerate(channels):
+            k = 3 if side > 2**i else 1
+            self.conv2.append(nn.Conv2d(planes, c, k, padding=k // 2,
+                                        bias=False) if c else None)
+            self.bn2.append(nn.BatchNorm2d(c) if c else None)
+        self.conv3 = nn.Conv2d(sum(channels), planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.downsample = None
+        if stride != 1 or inplanes != planes * 4:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes * 4, 1, bias=False),
+                nn.BatchNorm2d(planes * 4))
+
+    def forward(self, x):
+        if self.stride > 1:
+            x = F.max_pool2d(x, self.stride)
+        res = x if self.downsample is None else self.downsample(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        h, w = out.shape[-2:]
+        parts = []
+        for s, conv, bn in zip(self.scales, self.conv2, self.bn2):
+            if conv is None:
+                continue
+            y = conv(out if s == 1 else F.max_pool2d(out, s))
+            if s > 1:
+                nearest = h % y.shape[2] == 0 and w % y.shape[3] == 0
+                y = F.interpolate(y, size=(h, w), mode='nearest' if nearest
+                                  else 'bilinear', align_corners=None
+                                  if nearest else False)
+            parts.append(bn(y))
+        out = self.bn3(self.conv3(F.relu(torch.cat(parts, 1))))
+        return F.relu(out + res)
+
+
+class ReleaseScaleNet(SrcResNet):
+
+    def __init__(self, structure, blocks=BLOCKS50, base=16, classes=10):
+        nn.Module.__init__(self)
+        self.conv1 = nn.Conv2d(3, base, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(base)
+        entries, inplanes = iter(structure), base
+        for i, n in enumerate(blocks):
+            planes = base * 2**i
+            layer = []
+            for j in range(n):
+                layer.append(ReleaseSABlock(inplanes, planes, next(entries),
+                                            2 if i and not j else 1))
+                inplanes = planes * 4
+            self.add_module(f'layer{i + 1}', nn.Sequential(*layer))
+        self.fc = nn.Linear(inplanes, classes)
+
+
+#: ScaleNet-50 structure at 1/4 width; zeros in every position. Stage 1 has
+#: no scale-7 branch: at 256 px its 64x64 map would pool to 9x9 and the
+#: release would upsample bilinearly (not a multiple).
+STRUCTURE = [
+    [6, 4, 2, 0, 56], [4, 4, 0, 0, 56], [0, 6, 4, 0, 56],
+    [8, 4, 2, 2, 28], [6, 6, 0, 4, 28], [8, 0, 4, 4, 28], [10, 2, 2, 2, 28],
+    [12, 8, 4, 4, 14], [16, 8, 0, 0, 14], [8, 8, 8, 0, 14],
+    [12, 4, 4, 4, 14], [10, 10, 4, 0, 14], [14, 6, 2, 2, 14],
+    [24, 16, 8, 4, 7], [20, 20, 8, 0, 7], [16, 24, 0, 8, 7],
+]
+
+
+@torch.no_grad()
+def randomize(model, seed=0):
+    """Random weights and non-trivial BN statistics; float64, eval mode.
+    The residual branch's last BN is scaled down to keep activations O(1)."""
+    g = torch.Generator().manual_seed(seed)
+    model.to(DTYPE)
+    for name, p in model.named_parameters():
+        if p.dim() > 1:
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) *
+                    (2 / p[0].numel())**0.5)
+    for name, m in model.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+            m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+            m.num_batches_tracked.fill_(100)
+            if name.endswith('bn3'):
+                m.weight.mul_(0.3)
+    for m in model.modules():
+        if isinstance(m, ReleasePSConv):
+            m.zero_masked()
+    return model.eval()
+
+
+def save_source(model, path, wrap='state_dict', prefix=''):
+    sd = {prefix + k: v for k, v in model.state_dict().items()}
+    torch.save(sd if wrap is None else {wrap: sd, 'epoch': 90}, path)
+    return str(path)
+
+
+def convert(tool, src, dst, *args):
+    """Run the converter's command line in-process; return its meta."""
+    return load_tool(tool).main([str(src), str(dst), *map(str, args)])
+
+
+def load_pretrained(cfg, ckpt):
+    """The msdet backbone of ``cfg`` initialised from ``ckpt`` by mmengine's
+    ``Pretrained`` init (as in a config), float64, eval mode."""
+    model = MODELS.build(dict(cfg, init_cfg=dict(type='Pretrained',
+                                                 checkpoint=str(ckpt))))
+    model.to(DTYPE)
+    model.init_weights()
+    model.eval()  # mmdet's ResNet.train returns None
+    return model
+
+
+def assert_same_outputs(src, dst, x, stages=range(4)):
+    with torch.no_grad():
+        a, b = src(x), dst(x)
+    assert len(b) == 4
+    for i in stages:
+        assert a[i].shape == b[i].shape
+        torch.testing.assert_close(b[i], a[i], rtol=1e-5, atol=1e-5,
+                                   msg=f'stage {i + 1}')
+
+
+# --------------------------------------------------------------- PSConv op
+@pytest.mark.parametrize('groups,stride', [(1, 1), (2, 2)])
+def test_psconv_mapping_is_exact_per_op(groups, stride):
+    """One release conv2 == msdet's PSConv with the merged weight, the input
+    channels permuted by in_dest and the output by out_dest; every kernel
+    keeps its dilation rate."""
+    tool = load_tool('psconv_release')
+    c = 32 * groups
+    rel = randomize(ReleasePSConv(c, stride, groups))
+    ps = PSConv2d(c, c, 3, stride, 1, groups=groups).to(DTYPE)
+    s = tool.rate_shift(ps.pattern)
+    assert s == 1
+    in_dest = tool.channel_dest(c, groups, s)
+    out_dest = tool.channel_dest(c, groups, 0)
+    n = c // groups
+    w = tool.merged_weight('conv2', rel.gwconv.weight, rel.gwconv_shift.weight,
+                           rel.conv.weight, groups, False, None)
+    w = torch.empty_like(w).index_copy_(0, out_dest, w)
+    ps.weight.data = torch.empty_like(w).index_copy_(1, in_dest[:n], w)
+    # rates: release block [out part j, in part i] -> (2, 1, 4, 1)[(i - j) % 4]
+    part = (torch.arange(c) % n) // (n // 4)
+    release_rate = torch.tensor(tool.RELEASE_RATES)[
+        (part[None, :n] - part[:, None]) % 4]
+    D = ps.dilation_matrix
+    assert torch.equal(D[out_dest][:, in_dest[:n]], release_rate)
+    x = torch.randn(2, c, 13, 11, dtype=DTYPE)
+    x_ms = torch.empty_like(x).index_copy_(1, in_dest, x)
+    y = ps(x_ms)
+    torch.testing.assert_close(y[:, out_dest], rel(x), rtol=1e-5, atol=1e-5)
+
+
+def test_psconv_pattern_without_release_rates_is_refused():
+    tool = load_tool('psconv_release')
+    assert tool.rate_shift((2, 1, 4, 1)) == 0
+    with pytest.raises(ConversionError, match='cannot hold'):
+        tool.rate_shift((1, 2, 4, 1))
+
+
+# -------------------------------------------------------- PSConv backbones
+@pytest.mark.parametrize('kind', ['PSResNet', 'PSResNeXt'])
+def test_psconv_release_converts_exactly(tmp_path, kind):
+    kwargs = dict(groups=2, base_width=8) if kind == 'PSResNeXt' else {}
+    src = randomize(SrcResNet(conv2=release_conv2, **kwargs))
+    path = save_source(src, tmp_path / 'release.pth')
+    meta = convert('psconv_release', path, tmp_path / 'ps.pth')
+    cfg = meta['backbone']
+    assert cfg['type'] == kind and cfg['depth'] == 50
+    assert cfg['base_channels'] == 16
+    assert meta['equivalence']['kind'] == 'exact'
+    assert meta['dropped'] == ['fc.weight', 'fc.bias']
+    dst = load_pretrained(cfg, tmp_path / 'ps.pth')
+    x = torch.randn(2, 3, 64, 64, dtype=DTYPE)
+    assert_same_outputs(src, dst, x)
+    if kind == 'PSResNet':  # train mode: same batch statistics per channel
+        dst.norm_eval = False
+        src.train(), dst.train()
+        assert_same_outputs(src, dst, x)
+
+
+def test_psconv_release_nonzero_masked_blocks(tmp_path):
+    src = randomize(SrcResNet(conv2=release_conv2, groups=2, base_width=8))
+    with torch.no_grad():
+        src.layer2[1].conv2.conv.weight[0, 0, 1, 1] = 0.5  # masked block
+    path = save_source(src, tmp_path / 'release.pth')
+    with pytest.raises(SystemExit, match=r'layer2\.1\.conv2\.conv\.weight'
+                       r'.*--zero-masked-blocks'):
+        convert('psconv_release', path, tmp_path / 'ps.pth')
+    assert not osp.exists(tmp_path / 'ps.pth')
+    meta = convert('psconv_release', path, tmp_path / 'ps.pth',
+                   '--zero-masked-blocks')
+    assert meta['equivalence']['kind'] == 'approximate'
+    assert 'layer2.1.conv2.conv.weight' in meta['notes'][0]
+
+
+# ---------------------------------------------------------------- ScaleNet
+@pytest.fixture(scope='module')
+def scalenet(tmp_path_factory):
+    """A release ScaleNet-50 at 1/4 width, converted with its structure."""
+    tmp = tmp_path_factory.mktemp('scalenet')
+    src = randomize(ReleaseScaleNet(STRUCTURE))
+    structure = tmp / 'structure.json'
+    structure.write_text(json.dumps(STRUCTURE))
+    path = save_source(src, tmp / 'release.pth', wrap=None, prefix='module.')
+    meta = convert('scalenet_release', path, tmp / 'scalenet.pth',
+                   '--structure', structure)
+    return src, meta, load_pretrained(meta['backbone'], tmp / 'scalenet.pth')
+
+
+def test_scalenet_release_converts_exactly(scalenet):
+    src, meta, dst = scalenet
+    assert meta['backbone']['type'] == 'ScaleNet'
+    assert meta['equivalence']['kind'] == 'conditional'
+    assert set(dst.layer1[2].conv2.branches) == {'1', '2'}  # no 0, 3
+    # 256 px: maps 64, 32, 16, 8; every pooled size divides its map
+    assert_same_outputs(src, dst, torch.randn(2, 3, 256, 256,
+                                              dtype=DTYPE))
+
+
+def test_scalenet_release_differs_only_where_it_upsamples_bilinearly(
+        scalenet):
+    """224 px: stage 3's 14x14 map pools to 3x3 at scale 4, which the
+    release upsamples bilinearly and msdet with nearest (documented)."""
+    src, _, dst = scalenet
+    x = torch.randn(1, 3, 224, 224, dtype=DTYPE)
+    assert_same_outputs(src, dst, x, stages=(0, 1))
+    with torch.no_grad():
+        assert not torch.allclose(src(x)[2], dst(x)[2], atol=1e-3)
+
+
+def test_scalenet_wrong_structure_names_keys(tmp_path, scalenet):
+    src = scalenet[0]
+    path = save_source(src, tmp_path / 'release.pth')
+    bad = [list(e) for e in STRUCTURE]
+    bad[4][1] = 7  # layer2.1 scale 2: 6 channels in the checkpoint
+    bad[0][3] = 2  # layer1.0 scale 7: absent in the checkpoint
+    (tmp_path / 's.json').write_text(json.dumps(bad))
+    with pytest.raises(SystemExit) as err:
+        convert('scalenet_release', path, tmp_path / 'out.pth',
+                '--structure', tmp_path / 's.json')
+    msg = str(err.value)
+    assert 'layer1.0.conv2.3.weight' in msg  # missing
+    assert 'layer2.1.conv2.branches.1.weight' in msg  # shape
+    assert 'layer2.1.bn2.weight' in msg
+    assert not osp.exists(tmp_path / 'out.pth')
+
+
+# ------------------------------------------------------------- torchvision
+@pytest.mark.parametrize('groups', [1, 2])
+def test_torchvision_resnet_is_a_warm_start(tmp_path, groups):
+    kwargs = dict(groups=2, base_width=8) if groups > 1 else {}
+    src = randomize(SrcResNet(**kwargs))
+    sd = {k: v for k, v in src.state_dict().items()
+          if not k.endswith('num_batches_tracked')}  # old torchvision files
+    torch.save(sd, tmp_path / 'r50.pth')
+    meta = convert('torchvision_resnet', tmp_path / 'r50.pth',
+                   tmp_path / 'ps.pth')
+    cfg = meta['backbone']
+    assert cfg['type'] == ('PSResNeXt' if groups > 1 else 'PSResNet')
+    assert meta['equivalence']['kind'] == 'warm start'
+    assert meta['dropped'] == ['fc.weight', 'fc.bias']
+    assert len(meta['filled']) == 53  # every BN's counter, reported
+    dst = load_pretrained(cfg, tmp_path / 'ps.pth')
+    for k, v in dst.state_dict().items():  # loaded unchanged
+        if not k.endswith('num_batches_tracked'):
+            assert torch.equal(v, sd[k]), k
+    x = torch.randn(1, 3, 64, 64, dtype=DTYPE)
+    with torch.no_grad():  # rates (1, 2, 1, 4): a different function
+        assert not torch.allclose(src(x)[0], dst(x)[0], atol=1e-3)
+    # with every rate 1 (a plain conv) the same keys reproduce the source
+    plain = load_pretrained(dict(cfg, ps_cfg=dict(pattern=(1, ))),
+                            tmp_path / 'ps.pth')
+    assert_same_outputs(src, plain, x)
+
+
+def test_depth_is_read_from_the_blocks():
+    keys = {f'layer{i + 1}.{j}.conv1.weight': None
+            for i, n in enumerate((3, 4, 23, 3)) for j in range(n)}
+    assert infer_depth(keys, PSResNet.arch_settings, 'PSResNet') == 101
+    keys['layer3.23.conv1.weight'] = None
+    with pytest.raises(ConversionError, match=r'\(3, 4, 24, 3\)'):
+        infer_depth(keys, PSResNet.arch_settings, 'PSResNet')
+
+
+# --------------------------------------------------- reading and reporting
+@pytest.fixture(scope='module')
+def r50_state():
+    return randomize(SrcResNet()).state_dict()
+
+
+@pytest.mark.parametrize('wrap,prefix', [
+    (None, ''), ('state_dict', ''), ('model', ''), ('state_dict', 'module.'),
+    (None, 'module.')])
+def test_source_wrappers_and_prefix(tmp_path, r50_state, wrap, prefix):
+    sd = {prefix + k: v for k, v in r50_state.items()}
+    torch.save(sd if wrap is None else {wrap: sd, 'meta': {'a': 1}},
+               tmp_path / 'src.pth')
+    got = load_source(tmp_path / 'src.pth')
+    assert list(got) == list(r50_state)
+    assert all(torch.equal(got[k], v) for k, v in r50_state.items())
+
+
+def test_unknown_and_missing_keys_are_named(tmp_path, r50_state):
+    sd = dict(r50_state)
+    sd['layer1.0.se.fc1.weight'] = torch.zeros(4, 4)
+    del sd['layer2.1.conv3.weight']
+    del sd['layer3.0.bn1.running_var']
+    sd['layer4.2.bn3.bias'] = torch.zeros(7)
+    torch.save({'state_dict': sd}, tmp_path / 'src.pth')
+    with pytest.raises(SystemExit) as err:
+        convert('torchvision_resnet', tmp_path / 'src.pth',
+                tmp_path / 'out.pth')
+    msg = str(err.value)
+    assert 'missing in the source (2)' in msg
+    assert 'layer2.1.conv3.weight' in msg
+    assert 'layer3.0.bn1.running_var' in msg
+    assert 'unknown source keys (not used by the conversion) (1)' in msg
+    assert 'layer1.0.se.fc1.weight' in msg
+    assert 'layer4.2.bn3.bias: msdet has shape (512,)' in msg
+    assert 'fc.weight' not in msg  # dropped on purpose, not an error
+    assert not osp.exists(tmp_path / 'out.pth')
+
+
+def test_bad_source_files(tmp_path):
+    with pytest.raises(SystemExit, match='not found'):
+        convert('torchvision_resnet', tmp_path / 'nope.pth',
+                tmp_path / 'out.pth')
+    (tmp_path / 'broken.pth').write_bytes(b'not a checkpoint')
+    with pytest.raises(SystemExit, match='cannot be read'):
+        convert('torchvision_resnet', tmp_path / 'broken.pth',
+                tmp_path / 'out.pth')
+    torch.save({'epoch': 3, 'arch': 'resnet50'}, tmp_path / 'meta.pth')
+    with pytest.raises(ConversionError, match='not a state_dict'):
+        load_source(tmp_path / 'meta.pth')
+
+
+def test_pickled_objects_need_trust(tmp_path, r50_state):
+    import argparse
+    torch.save({'state_dict': r50_state, 'args': argparse.Namespace(lr=0.1)},
+               tmp_path / 'src.pth')
+    with pytest.raises(SystemExit, match='--trust-source'):
+        convert('torchvision_resnet', tmp_path / 'src.pth',
+                tmp_path / 'out.pth')
+    meta = convert('torchvision_resnet', tmp_path / 'src.pth',
+                   tmp_path / 'out.pth', '--trust-source')
+    assert meta['backbone']['type'] == 'PSResNet'
+
+
+def test_command_line_writes_a_pretrained_checkpoint(tmp_path, r50_state):
+    """The real command (subprocess): output written atomically, loadable by
+    a config's Pretrained init."""
+    import subprocess
+    import sys
+    torch.save({'state_dict': r50_state}, tmp_path / 'r50.pth')
+    out = tmp_path / 'out' / 'ps50.pth'
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools/model_converters/'
+                                  'torchvision_resnet.py'),
+         str(tmp_path / 'r50.pth'), str(out)],
+        capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert 'WARM START' in proc.stdout and 'fc.weight, fc.bias' in proc.stdout
+    assert os.listdir(out.parent) == ['ps50.pth']  # no temp file left
+    ckpt = torch.load(out, weights_only=True)
+    assert set(ckpt) == {'state_dict', 'meta'}
+    assert not any(k.startswith(('backbone.', 'fc.'))
+                   for k in ckpt['state_dict'])
+    dst = PSResNet(depth=50, base_channels=16, init_cfg=dict(
+        type='Pretrained', checkpoint=str(out)))
+    dst.init_weights()
+    for k, v in dst.state_dict().items():
+        assert torch.equal(v, r50_state[k].float()), k

@@ -1,0 +1,56 @@
+"""Plain ImageNet ResNet / ResNeXt (torchvision keys) -> msdet PSResNet /
+PSResNeXt: a WARM START, not an equivalent model.
+
+    python tools/model_converters/torchvision_resnet.py SRC DST
+        [--trust-source]
+
+For ResNet-50/101(/152) and ResNeXt (e.g. 101 32x4d) checkpoints in
+torchvision's key layout (``conv1``, ``bn1``, ``layerX.Y.conv1..3``,
+``bn1..3``, ``downsample.{0,1}``, ``fc``). Depth, groups and base width are
+read from the shapes (groups > 1 gives ``PSResNeXt``). PS-ResNet has the
+same keys and shapes as mmdet's ResNet, so every tensor loads unchanged;
+``fc.*`` (the classifier) is dropped and reported.
+
+Warm start: each 3x3 conv becomes a PSConv whose kernels use dilation rates
+(1, 2, 1, 4) instead of 1, so the model computes a different function from
+the source (and from the PSConv paper's ImageNet-trained PS-ResNets):
+fine-tune it. Only with ``ps_cfg=dict(pattern=(1, ))`` (every rate 1, a
+plain conv) does the converted backbone reproduce the source.
+"""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
+    osp.abspath(__file__)))))
+import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
+from msdet.models.backbones import PSResNet  # noqa: E402
+from msdet.models.converters import (CLASSIFIER, converter_main,  # noqa: E402
+                                     infer_resnet_cfg, same_key)
+
+LAYOUT = 'torchvision ResNet/ResNeXt (ImageNet classifier)'
+
+
+def target_cfg(source, args=None):
+    cfg = infer_resnet_cfg(source, PSResNet.arch_settings, 'PSResNet')
+    return dict(type='PSResNeXt' if 'groups' in cfg else 'PSResNet', **cfg)
+
+
+def make_rule(target, args=None):
+    return same_key
+
+
+def equivalence(args, src):
+    return dict(kind='warm start', statement=(
+        'plain 3x3 weights loaded into PSConvs (rates 1, 2, 1, 4): a '
+        'different function from the source; fine-tune it. (Identical '
+        'only with ps_cfg=dict(pattern=(1, )), a plain conv.)'))
+
+
+def main(argv=None):
+    return converter_main(
+        argv, description=__doc__, layout=LAYOUT, target_cfg=target_cfg,
+        make_rule=make_rule, equivalence=equivalence, drop=CLASSIFIER)
+
+
+if __name__ == '__main__':
+    main()
