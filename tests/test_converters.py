@@ -3,7 +3,6 @@ rebuilt here from the issue's description, independently of msdet's and
 mmdet's modules, as a small random model; its converted checkpoint, loaded
 by ``init_cfg=dict(type='Pretrained')`` into the msdet backbone, must give
 the same stage outputs (float64, to 1e-5) where the mapping is exact."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -18,30 +17,12 @@ from msdet.models.backbones import PSResNet
 from msdet.models.converters import (ConversionError, infer_depth,
                                      load_source)
 from msdet.ops import PSConv2d
+from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BLOCKS50 = (3, 4, 6, 3)
 #: float64: an exact mapping agrees to ~1e-14, a wrong one by O(1).
 DTYPE = torch.float64
-
-
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Small models on shared cores: one thread avoids OpenMP contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def load_tool(name):
-    """Import tools/model_converters/<name>.py under a private name."""
-    spec = importlib.util.spec_from_file_location(
-        f'msdet_converter_{name}',
-        osp.join(REPO, 'tools', 'model_converters', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ------------------------------------------------ source layouts (test-side)
@@ -263,7 +244,8 @@ def save_source(model, path, wrap='state_dict', prefix=''):
 
 def convert(tool, src, dst, *args):
     """Run the converter's command line in-process; return its meta."""
-    return load_tool(tool).main([str(src), str(dst), *map(str, args)])
+    return load_tool(f'model_converters/{tool}').main(
+        [str(src), str(dst), *map(str, args)])
 
 
 def load_pretrained(cfg, ckpt):
@@ -293,7 +275,7 @@ def test_psconv_mapping_is_exact_per_op(groups, stride):
     """One release conv2 == msdet's PSConv with the merged weight, the input
     channels permuted by in_dest and the output by out_dest; every kernel
     keeps its dilation rate."""
-    tool = load_tool('psconv_release')
+    tool = load_tool('model_converters/psconv_release')
     c = 32 * groups
     rel = randomize(ReleasePSConv(c, stride, groups))
     ps = PSConv2d(c, c, 3, stride, 1, groups=groups).to(DTYPE)
@@ -319,7 +301,7 @@ def test_psconv_mapping_is_exact_per_op(groups, stride):
 
 
 def test_psconv_pattern_without_release_rates_is_refused():
-    tool = load_tool('psconv_release')
+    tool = load_tool('model_converters/psconv_release')
     assert tool.rate_shift((2, 1, 4, 1)) == 0
     with pytest.raises(ConversionError, match='cannot hold'):
         tool.rate_shift((1, 2, 4, 1))

@@ -17,16 +17,6 @@ FC_PARAMS = 2048 * 1000 + 1000  # the ImageNet classifier the paper counts
 FC_FLOPS = 2048 * 1000
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two OpenMP threads
-    wait on each other and run these small models ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def n_params(m):
     return sum(p.numel() for p in m.parameters())
 

@@ -25,6 +25,7 @@ from msdet.engine import (SandwichSampler, Subnet, SubnetSwitchHook,
 from msdet.models.backbones.slimmable_vgg import SlimmableVGG
 from msdet.ops import (Range, SlimmableBatchNorm2d, SlimmableConv2d,
                        set_subnet, subnet_space)
+from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(REPO, 'configs/mutualnet/mask_rcnn_slimvgg16_fpn_demo.py')
@@ -490,15 +491,6 @@ def test_recalibrate_keeps_other_private_bns(cfg, data):
 
 
 # --- training with the hook -------------------------------------------------
-
-def load_tool(name):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        f'msdet_tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope='module')
 def trained(workdir):

@@ -20,6 +20,7 @@ from msdet.models.backbones.resizable_resnet import (
     ResizableResNet, resnet_to_resizable_state_dict)
 from msdet.ops import SwitchableBatchNorm2d, set_subnet, subnet_space
 from msdet.ops.feature_resize import feature_resize
+from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(REPO, 'configs/resizable/faster_rcnn_rsr50_fpn_demo.py')
@@ -353,15 +354,6 @@ default_hooks = dict(checkpoint=dict(interval=3))
 """
 
 
-def load_tool(path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'msdet_tool_' + osp.basename(path)[:-3], osp.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """3 epochs x 2 iterations (4 images, batch 2) of super-network
@@ -381,7 +373,7 @@ def trained(tmp_path_factory):
 
     SubnetSwitchHook.before_train_iter = before_train_iter
     try:
-        runner = load_tool('tools/train.py').main(
+        runner = load_tool('train').main(
             ['small.py', '--work-dir', 'wd', '--cfg-options',
              'randomness.seed=5'])
         yield root, runner, records
@@ -418,7 +410,7 @@ def test_training_samples_fairly_then_switches(trained):
 
 def test_nas_lookup_table_best_under_budget_and_finetune(trained):
     root, runner, _ = trained
-    nas = load_tool('tools/analysis/resizable_nas.py')
+    nas = load_tool('analysis/resizable_nas')
     out = nas.main(['small.py', 'wd/epoch_3.pth', '--configurations',
                     '1,1,1,1', '0.5,1,1,1', '0.5,0.5,0.5,0.5',
                     '--max-gflops', '1000', '--work-dir', 'nas'])
@@ -457,7 +449,7 @@ def test_converter_copies_each_bn_into_every_scale_aware_bn(tmp_path):
     state = dict(ref.state_dict(), **{'fc.weight': torch.zeros(10, 256),
                                       'fc.bias': torch.zeros(10)})
     torch.save(state, tmp_path / 'tv.pth')
-    conv = load_tool('tools/model_converters/resizable_resnet.py')
+    conv = load_tool('model_converters/resizable_resnet')
     meta = conv.main([str(tmp_path / 'tv.pth'), str(tmp_path / 'rs.pth'),
                       '--factors', '0.5', '1.0'])
     assert meta['backbone']['base_channels'] == 8

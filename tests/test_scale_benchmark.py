@@ -1,5 +1,4 @@
 """Accuracy across scale: numbers equal COCOeval's, the sweep and its report."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -16,16 +15,10 @@ from msdet.datasets.synthetic_coco import CLASSES, make_coco_dataset
 from msdet.evaluation import ScaleAwareCocoMetric
 from msdet.evaluation.scale_report import (load_results, pareto_front,
                                            plot_ap_vs_flops, query_best)
+from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(REPO, 'configs/demo/mask_rcnn_psr50_fpn_demo.py')
-
-
-def load_tool(path, name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -139,7 +132,7 @@ def sweep(dataset, tmp_path_factory):
             torch.save({'state_dict': model.state_dict(),
                         'meta': {'dataset_meta': {'classes': CLASSES}}}, path)
             ckpts.append(str(path))
-        tool = load_tool('tools/analysis/scale_benchmark.py', 'sb_tool')
+        tool = load_tool('analysis/scale_benchmark')
         rows = tool.main([DEMO_CFG, ckpts[0], '--compare', DEMO_CFG, ckpts[1],
                           '--names', 'A', 'B', '--scales', '128', '192',
                           '256', '--work-dir', str(work / 'out')])
@@ -195,7 +188,7 @@ def test_sweep_matches_plain_test_at_the_config_scale(sweep, dataset):
     cwd = os.getcwd()
     os.chdir(dataset.parent.parent)
     try:
-        test_tool = load_tool('tools/test.py', 'test_tool_sb')
+        test_tool = load_tool('test')
         metrics = test_tool.main([DEMO_CFG, str(out.parent / 'model0.pth'),
                                   '--work-dir', str(out.parent / 'plain')])
     finally:
@@ -231,14 +224,14 @@ def test_pareto_front_and_query():
 
 
 def test_bad_inputs(tmp_path, sweep):
-    tool = load_tool('tools/analysis/scale_benchmark.py', 'sb_tool2')
+    tool = load_tool('analysis/scale_benchmark')
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         tool.main([DEMO_CFG, 'nope.pth', '--scales', '128'])
     with pytest.raises(ValueError, match='positive integers'):
         tool.main([DEMO_CFG, 'x.pth', '--scales', '128', '0'])
     empty = tmp_path / 'empty.json'
     empty.write_text('[]')
-    query = load_tool('tools/analysis/query_budget.py', 'query_tool')
+    query = load_tool('analysis/query_budget')
     with pytest.raises(ValueError, match='holds no results'):
         query.main([str(empty), '--max-gflops', '10'])
     _, out = sweep
@@ -265,7 +258,7 @@ def test_width_sweep_with_bn_recalibration(dataset, tmp_path):
         model.init_weights()
         ckpt = tmp_path / 'slim.pth'
         torch.save({'state_dict': model.state_dict()}, ckpt)
-        tool = load_tool('tools/analysis/scale_benchmark.py', 'sb_tool3')
+        tool = load_tool('analysis/scale_benchmark')
         rows = tool.main([MUTUAL_CFG, str(ckpt), '--widths', '1.0', '0.5',
                           '--scales', '128', '256', '--recalibrate-bn', '2',
                           '--work-dir', str(tmp_path / 'out')])

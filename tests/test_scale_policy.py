@@ -16,19 +16,10 @@ from msdet.analysis import (ScalePolicyRecorder, compute_scale_policy,
                             elastic_blocks, save_scale_policy)
 from msdet.datasets.synthetic_voc import make_voc_dataset
 from msdet.models.backbones import ElasticResNeXt
+from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(REPO, 'configs/deeplabv3/demo/deeplabv3_ex50_voc_demo.py')
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two OpenMP threads
-    wait on each other and run these small models ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def randomize(module, seed=0):
@@ -139,7 +130,6 @@ def test_tool_on_a_checkpoint_and_the_embedded_dataset(tmp_path, capsys):
     """tools/analysis/scale_policy.py on the demo DeepLabv3 config: one row
     per val image (paths from the dataset), one column per Elastic block,
     equal to the recorder run directly on the same weights."""
-    import importlib.util
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
@@ -151,11 +141,7 @@ def test_tool_on_a_checkpoint_and_the_embedded_dataset(tmp_path, capsys):
     ckpt = tmp_path / 'model.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
 
-    spec = importlib.util.spec_from_file_location(
-        'msdet_tools_scale_policy',
-        osp.join(REPO, 'tools/analysis/scale_policy.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('analysis/scale_policy')
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:

@@ -12,22 +12,13 @@ from mmengine.analysis import FlopAnalyzer
 
 from msdet.datasets.synthetic_coco import make_coco_dataset
 from msdet.models.backbones import ScaleNet
+from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEED_CFG = osp.join(
     REPO, 'configs/scalenet/demo/faster_rcnn_scalenet50_seed_demo.py')
 ONE_ITER = ['train_cfg.max_epochs=1', 'train_dataloader.batch_size=2',
             'default_hooks.checkpoint.interval=1', 'randomness.seed=0']
-
-
-def load_tool(name):
-    """Import tools/<name>.py under a private module name."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        f'msdet_tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')

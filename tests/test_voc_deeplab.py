@@ -13,28 +13,10 @@ from PIL import Image
 from msdet.datasets.synthetic_voc import (IGNORE_INDEX, VOC_CLASSES,
                                           make_voc_dataset, single_class_miou,
                                           voc_palette)
+from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(REPO, 'configs/deeplabv3/demo/deeplabv3_ex50_voc_demo.py')
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two OpenMP threads
-    wait on each other and run these small models ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def load_tool(name):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        f'msdet_tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def read_label(path):

@@ -3,8 +3,9 @@
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl]
         [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
 
-Prints a table of COCO AP / AP50 / AP75 / AP_S / AP_M / AP_L (bbox and segm)
-and writes all metrics to WORK_DIR/metrics.json.
+Prints a table of COCO AP / AP50 / AP75 / AP_S / AP_M / AP_L (bbox and segm;
+other metrics, e.g. mmseg's mIoU, one per row) and writes all metrics to
+WORK_DIR/metrics.json.
 """
 import argparse
 import os
@@ -15,7 +16,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import msdet  # noqa: E402,F401
 from mmengine.config import DictAction  # noqa: E402
 
-from msdet.evaluation.tables import coco_table  # noqa: E402
+from msdet.evaluation.tables import metrics_table  # noqa: E402
 from msdet.utils.config import build_runner, load_config  # noqa: E402
 from msdet.utils.fileio import dump_json  # noqa: E402
 
@@ -57,7 +58,7 @@ def main(argv=None):
             DumpDetResults(out_file_path=args.out))
     metrics = runner.test()
     if runner.rank == 0:
-        print(coco_table(metrics))
+        print(metrics_table(metrics))
         path = osp.join(cfg.work_dir, 'metrics.json')
         dump_json({k: float(v) if isinstance(v, (int, float)) else str(v)
                    for k, v in metrics.items()}, path, indent=2)

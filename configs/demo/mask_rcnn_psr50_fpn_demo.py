@@ -15,7 +15,7 @@ metainfo = dict(
     classes=('circle', 'square', 'triangle'),
     palette=[(220, 60, 60), (55, 200, 75), (70, 90, 230)])
 image_scale = (256, 256)
-max_epochs = 24
+max_epochs = 12
 
 model = dict(
     backbone=dict(
@@ -86,7 +86,7 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
          end=100),
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
-         milestones=[18, 22], gamma=0.1)
+         milestones=[9, 11], gamma=0.1)
 ]
 default_hooks = dict(
     logger=dict(interval=10),

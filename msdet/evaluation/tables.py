@@ -20,3 +20,14 @@ def coco_table(metrics: dict, tasks=('bbox', 'segm')) -> str:
                  for v in vals]
         rows.append(f'| {task} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(rows)
+
+
+def metrics_table(metrics: dict) -> str:
+    """COCO metrics as :func:`coco_table`; any others (e.g. mmseg's mIoU)
+    as one ``| metric | value |`` row each."""
+    if any(k.startswith('coco/') for k in metrics):
+        return coco_table(metrics)
+    rows = ['| metric | value |', '|---|---|']
+    rows += [f'| {k} | {v:.4g} |' for k, v in metrics.items()
+             if isinstance(v, (int, float))]
+    return '\n'.join(rows)

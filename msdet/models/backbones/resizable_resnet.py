@@ -51,7 +51,6 @@ would give, so FPN, anchors and RoI extractors keep their strides
 backbone's. ``restore_outputs=False`` returns the resized maps (e.g. for
 FLOPs of the bare backbone as in table 1, or a classifier).
 """
-import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
 from mmengine.registry import MODELS

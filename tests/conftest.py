@@ -1,0 +1,29 @@
+"""Shared test setup: one torch thread, and tools/ scripts as modules."""
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True, scope='session')
+def one_torch_thread():
+    """The suite's models are small: on a 2-core machine (busy or not) two
+    OpenMP threads mostly wait on each other, one is as fast or faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def load_tool(path):
+    """Import ``tools/<path>.py`` (e.g. 'train', 'analysis/scale_benchmark')
+    under a private module name."""
+    name = 'msdet_tools_' + path.replace('/', '_')
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', f'{path}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
