@@ -1,11 +1,22 @@
 """Poly-Scale Convolution (PSConv, Li et al. ECCV 2020, sections 3.1-3.2, appendix B)."""
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
+from torch.autograd.function import once_differentiable
+
+#: One convolution of a plan: the input block it reads (``None``: the whole
+#: block-ordered input), its rate (``pattern`` entry), groups, input channels
+#: per group, number of weight kernels, and the output block (residue) of
+#: each of its output positions inside one PSConv group.
+_Conv = namedtuple('_Conv', 'src rate groups width kernels blocks')
+#: ``impl='auto'`` runs the ``blocks`` plan (if ``groups=1``) for blocks
+#: narrower than ``NARROW_BLOCK`` channels on inputs of ``LARGE_MAP`` pixels
+#: or more (measured on a 2-core AVX-512 CPU, oneDNN 3.x).
+NARROW_BLOCK, LARGE_MAP = 32, 64 * 64
 
 
 @MODELS.register_module('PSConv')
@@ -21,11 +32,13 @@ class PSConv2d(nn.Conv2d):
 
     The layer owns exactly one dense ``weight`` of shape
     ``(C_out, C_in / groups, k, k)``, like ``nn.Conv2d``. The forward groups
-    channels by dilation (appendix B): ``D`` depends only on the residues
-    ``c mod t`` and ``k mod t``, so for each distinct rate the kernels that use
-    it form a grouped convolution over residue blocks. The per-rate grouped
-    convolutions together touch every kernel exactly once, so the
-    multiply-adds equal those of the dense convolution.
+    channels by dilation (appendix B): with the channels of a group sorted by
+    residue ``mod t`` into ``t`` blocks, ``D`` is a block matrix whose block
+    ``(q, r)`` has the rate ``pattern[(r - q) mod t]``, so the layer is a few
+    dilated convolutions over blocks that together touch every kernel once:
+    the multiply-adds equal those of the dense convolution. Two plans
+    compute them (``_plan``); the gradient is written by hand
+    (``_PSConvFunction``).
 
     Args:
         pattern (Sequence[int]): dilation rates of one cycle ``{d1..dt}``,
@@ -36,6 +49,10 @@ class PSConv2d(nn.Conv2d):
         padding: must keep the spatial size independent of the rate, i.e.
             ``padding == dilation * (kernel_size - 1) // 2``; it is scaled by
             each rate like the dilation.
+        impl (str): ``'grouped'``, ``'blocks'`` (``groups=1`` only) or
+            ``'auto'`` (``blocks`` for narrow blocks on large maps, where
+            oneDNN's narrow grouped kernels are slowest; see ``_plan``). The
+            same function either way, up to float rounding.
         Other arguments are those of ``nn.Conv2d``.
     """
 
@@ -50,12 +67,12 @@ class PSConv2d(nn.Conv2d):
                  bias: bool = False,
                  pattern: Sequence[int] = (1, 2, 1, 4),
                  interval=None,
+                 impl: str = 'auto',
                  **kwargs):
         super().__init__(in_channels, out_channels, kernel_size, stride,
                          padding, dilation, groups, bias, **kwargs)
         self.pattern = tuple(self._check_args(pattern, interval))
         t = len(self.pattern)
-        k_h, k_w = self.kernel_size
         if self.padding_mode != 'zeros':
             raise ValueError(f"PSConv: padding_mode={self.padding_mode!r} is "
                              "not supported; only 'zeros'.")
@@ -73,22 +90,17 @@ class PSConv2d(nn.Conv2d):
                     f'PSConv: cyclic interval t={t} must divide the {name} '
                     f'channels per group ({name}_channels={n * groups}, '
                     f'groups={groups} -> {n} per group).')
-        self.interval = t
-        self._rates = []
-        for i, (rate, in_idx, out_idx, w_in, n_groups) in enumerate(
-                self._build_plan(cin_g, cout_g)):
-            self._rates.append((rate, n_groups))
-            # Identity gathers are stored empty and skipped in forward.
-            ident = torch.arange(len(in_idx))
-            self.register_buffer(
-                f'_in_idx{i}', None if torch.equal(in_idx, ident) else in_idx,
-                persistent=False)
-            inv = torch.argsort(out_idx)
-            self.register_buffer(
-                f'_out_inv{i}', None if torch.equal(inv, ident[:len(inv)])
-                else inv, persistent=False)
-            self.register_buffer(f'_w_out{i}', out_idx, persistent=False)
-            self.register_buffer(f'_w_in{i}', w_in, persistent=False)
+        plans = ('grouped', 'blocks') if groups == 1 else ('grouped', )
+        if impl not in plans + ('auto', ):
+            raise ValueError(f'PSConv: impl={impl!r}; allowed with groups='
+                             f"{groups}: {plans + ('auto', )}.")
+        self.interval, self.impl = t, impl
+        if impl == 'auto':
+            narrow = cin_g // t < NARROW_BLOCK
+            plans = plans if narrow else ('grouped', )
+        self._plans = {}
+        for name in plans if impl == 'auto' else (impl, ):
+            self._plan(name, cin_g, cout_g)
 
     @staticmethod
     def _check_args(pattern, interval):
@@ -119,55 +131,228 @@ class PSConv2d(nn.Conv2d):
         rel = (k[None, :] - c[:, None]) % t
         return torch.tensor(self.pattern)[rel] * self.dilation[0]
 
-    def _build_plan(self, cin_g, cout_g):
-        """One grouped conv per distinct rate (appendix B).
+    # ---------------------------------------------------------------- plans
+    def _plan(self, name, cin_g, cout_g):
+        """Build plan ``name``: its convolutions and weight gather.
 
-        Output residue block ``q`` reads, at rate ``d``, the input residue
-        blocks ``S_q = {(q + o) mod t : pattern[o] == d}``. Output blocks with
-        the same ``S_q`` share one conv group. Returns, per rate, the input
-        channel gather, the position of each conv output channel, the weight
-        gather and the number of conv groups.
+        Output block ``q`` reads input block ``r = (q + o) mod t`` at rate
+        ``pattern[o]``.
+
+        - ``grouped``: the input is stored once, blocks in ``order``; each
+          rate is one grouped convolution reading all of it. A rate whose
+          offsets ``O`` give sets ``{(q + o) mod t : o in O}`` that partition
+          the blocks (rate 1 of ``(1, 2, 1, 4)``: ``{0, 2}``, ``{1, 3}``) has
+          one group per set (``order`` puts each set's blocks side by side);
+          every other rate has one convolution per offset, one group per
+          block. Output channels are ordered by block, then channel.
+        - ``blocks`` (``groups=1``): each input block is its own NHWC tensor
+          and each (input block, rate) one dense convolution, whose output
+          blocks are ``{(r - o) mod t}``: oneDNN runs these narrow dense
+          convolutions far faster than grouped ones with narrow groups.
+
+        The weights of a plan's convolutions, one after the other, are a
+        permutation of the dense weight's kernels (``_w_perm_<name>``).
         """
         t, groups = self.interval, self.groups
+        b_in, b_out = cin_g // t, cout_g // t
+        offsets = OrderedDict()
+        for o, rate in enumerate(self.pattern):
+            offsets.setdefault(rate, []).append(o)
+        order = list(range(t))
+        convs = []  # (src, rate, groups, [input blocks], [output blocks])
+        if name == 'blocks':
+            for r in range(t):
+                convs += [(r, rate, 1, [(r, )], [[(r - o) % t for o in offs]])
+                          for rate, offs in offsets.items()]
+        else:
+            merged = None
+            for rate, offs in offsets.items():
+                sets = self._sets(offs)
+                blocks = [r for s in sets for r in s]
+                if len(offs) > 1 and sorted(blocks) == order:
+                    merged, order = rate, blocks
+                    break
+            for rate, offs in offsets.items():
+                if rate == merged:
+                    sets = self._sets(offs)
+                    convs.append((None, rate, groups * len(sets), list(sets),
+                                  list(sets.values())))
+                else:
+                    convs += [(None, rate, groups * t, [(r, ) for r in order],
+                               [[(r - o) % t] for r in order]) for o in offs]
+        kernels, plan = [], []
+        for src, rate, conv_groups, ins, outs in convs:
+            first = len(kernels)
+            for g in range(groups if src is None else 1):
+                for s_in, s_out in zip(ins, outs):
+                    cols = [m * t + r for r in s_in for m in range(b_in)]
+                    for q in s_out:
+                        for m in range(b_out):
+                            c = g * cout_g + m * t + q
+                            kernels += [c * cin_g + k for k in cols]
+            plan.append(_Conv(src, rate, conv_groups, len(cols),
+                              len(kernels) - first,
+                              tuple(q for s in outs for q in s)))
+        perm = torch.tensor(kernels, dtype=torch.int32)
+        inv = torch.argsort(perm).int()
+        self.register_buffer(f'_w_perm_{name}', perm, persistent=False)
+        self.register_buffer(f'_w_inv_{name}', inv, persistent=False)
+        if name == 'grouped':
+            for i, conv in enumerate(plan):
+                self.register_buffer(f'_out_blocks{i}',
+                                     torch.tensor(conv.blocks),
+                                     persistent=False)
+            self.register_buffer('_order', torch.tensor(order),
+                                 persistent=False)
+            self.register_buffer('_order_inv', torch.argsort(self._order),
+                                 persistent=False)
+        # output block q = sum of (conv, position) terms
+        terms = [[(i, p) for i, conv in enumerate(plan)
+                  for p, b in enumerate(conv.blocks) if b == q]
+                 for q in range(t)]
+        self._plans[name] = (plan, terms)
 
-        def block(n_per_group, g, r):
-            return list(range(g * n_per_group + r, (g + 1) * n_per_group, t))
+    def _sets(self, offsets):
+        """Blocks read by each output block at these offsets, grouped:
+        ``{input blocks: [output blocks]}``."""
+        t, sets = self.interval, OrderedDict()
+        for q in range(t):
+            key = tuple(sorted((q + o) % t for o in offsets))
+            sets.setdefault(key, []).append(q)
+        return sets
 
-        plan = []
-        for rate in OrderedDict.fromkeys(self.pattern):
-            offsets = [o for o, d in enumerate(self.pattern) if d == rate]
-            sets = OrderedDict()
-            for q in range(t):
-                key = tuple(sorted((q + o) % t for o in offsets))
-                sets.setdefault(key, []).append(q)
-            in_idx, out_idx, w_in = [], [], []
-            for g in range(groups):
-                for s_blocks, q_blocks in sets.items():
-                    ins = [k for r in s_blocks for k in block(cin_g, g, r)]
-                    in_idx += ins
-                    local = [k - g * cin_g for k in ins]
-                    for q in q_blocks:
-                        for c in block(cout_g, g, q):
-                            out_idx.append(c)
-                            w_in.append(local)
-            plan.append((rate, torch.tensor(in_idx), torch.tensor(out_idx),
-                         torch.tensor(w_in), groups * len(sets)))
-        return plan
+    def _which(self, x):
+        """The plan that runs on input ``x``."""
+        if self.impl != 'auto':
+            return self.impl
+        large = x.shape[2] * x.shape[3] >= LARGE_MAP
+        return 'blocks' if 'blocks' in self._plans and large else 'grouped'
+
+    # -------------------------------------------------------------- layouts
+    def _canon(self, x):
+        """``(N, C, H, W)`` as ``(N, G, t, B, H, W)``; dim 2 is the residue
+        ``c mod t`` (a view: the channels are interleaved)."""
+        n, c, h, w = x.shape
+        t = self.interval
+        return x.view(n, self.groups, c // (self.groups * t), t, h,
+                      w).transpose(2, 3)
+
+    def _by_block(self, y, n_blocks):
+        """A convolution's output ``(N, G * n_blocks * B, H, W)`` as
+        ``(N, G, n_blocks, B, H, W)``."""
+        n, c, h, w = y.shape
+        return y.view(n, self.groups, n_blocks, -1, h, w)
+
+    def _inputs(self, name, x):
+        """The input rearranged for plan ``name`` (one copy) and the
+        tensors its convolutions read."""
+        n, c, h, w = x.shape
+        if name == 'blocks':
+            xb = x.view(n, c // self.interval, self.interval, h,
+                        w).permute(2, 0, 3, 4, 1).contiguous()
+            return xb, [b.permute(0, 3, 1, 2) for b in xb.unbind()]
+        xg = self._canon(x).index_select(2, self._order).view(n, c, h, w)
+        return xg, [xg]
+
+    # ------------------------------------------------------------- forward
+    def _run(self, x, weight):
+        """The convolution without autograd. Returns the plan's name, the
+        rearranged input, the per-convolution weights and the output."""
+        name = self._which(x)
+        plan, terms = self._plans[name]
+        kh, kw = self.kernel_size
+        base, inputs = self._inputs(name, x)
+        weights = weight.reshape(-1, kh * kw).index_select(
+            0, getattr(self, f'_w_perm_{name}')).split(
+                [c.kernels for c in plan])
+        ws = [wi.view(-1, c.width, kh, kw) for wi, c in zip(weights, plan)]
+        ys = [
+            self._by_block(
+                F.conv2d(inputs[c.src or 0], wi, None, self.stride,
+                         self._scaled(self.padding, c.rate),
+                         self._scaled(self.dilation, c.rate), c.groups),
+                len(c.blocks)) for c, wi in zip(plan, ws)
+        ]
+        n, _, _, _, ho, wo = ys[0].shape
+        out = _empty(x, (n, self.out_channels, ho, wo), _format(x))
+        # Sum straight into the output where it has the convolutions'
+        # layout, else in theirs (transposing adds are slow), then copy.
+        same = (ys[0].stride(3) > ys[0].stride(4)) == (out.stride(1) >
+                                                        out.stride(2))
+        out_b = self._canon(out)
+        for q, qterms in enumerate(terms):
+            parts = [ys[i][:, :, p] for i, p in qterms]
+            if len(parts) > 1 and same:
+                torch.add(parts[0], parts[1], out=out_b[:, :, q])
+                parts = [out_b[:, :, q]] + parts[2:]
+            for part in parts[1:]:
+                parts[0].add_(part)
+            if not same or len(qterms) == 1:
+                out_b[:, :, q].copy_(parts[0])
+        return name, base, ws, out
+
+    @staticmethod
+    def _scaled(pair, rate):
+        return tuple(v * rate for v in pair)
+
+    def _backward(self, name, grad, base, ws, need_x, need_w):
+        """Gradients of ``_run`` w.r.t. its input and the dense weight."""
+        plan, _ = self._plans[name]
+        grad_b = self._canon(grad)
+        if name == 'blocks':
+            grad_b = grad_b[:, 0].permute(1, 0, 3, 4, 2).contiguous()
+            inputs = [b.permute(0, 3, 1, 2) for b in base.unbind()]
+        else:
+            inputs = [base]
+        gxs, gws = [None] * len(inputs), []
+        for i, (c, wi) in enumerate(zip(plan, ws)):
+            if name == 'blocks':
+                gy = (grad_b[c.blocks[0]] if len(c.blocks) == 1 else
+                      torch.cat([grad_b[q] for q in c.blocks], -1))
+                gy = gy.permute(0, 3, 1, 2)
+            else:
+                n, _, _, _, h, w = grad_b.shape
+                gy = grad_b.index_select(
+                    2, getattr(self, f'_out_blocks{i}')).view(n, -1, h, w)
+            gx, gw, _ = torch.ops.aten.convolution_backward(
+                gy, inputs[c.src or 0], wi, None, self.stride,
+                self._scaled(self.padding, c.rate),
+                self._scaled(self.dilation, c.rate), False, (0, 0), c.groups,
+                (need_x, need_w, False))
+            if need_x:
+                j = c.src or 0
+                gxs[j] = gx if gxs[j] is None else gxs[j].add_(gx)
+            gws.append(gw)
+        grad_x = grad_w = None
+        if need_x and name == 'blocks':
+            grad_x = _empty(gxs[0], (gxs[0].shape[0], self.in_channels) +
+                            gxs[0].shape[2:], torch.contiguous_format)
+            dst = self._canon(grad_x)
+            for r, gx in enumerate(gxs):
+                dst[:, 0, r].copy_(gx)
+        elif need_x:
+            n, c, h, w = gxs[0].shape
+            by_block = gxs[0].contiguous().view(n, self.groups, self.interval,
+                                                -1, h, w)
+            grad_x = by_block.transpose(2, 3).index_select(
+                3, self._order_inv).view(n, c, h, w)
+        if need_w:
+            k = self.kernel_size[0] * self.kernel_size[1]
+            grad_w = torch.cat([g.reshape(-1, k) for g in gws]).index_select(
+                0, getattr(self, f'_w_inv_{name}')).view(self.weight.shape)
+        return grad_x, grad_w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = None
-        for i, (rate, n_groups) in enumerate(self._rates):
-            in_idx = getattr(self, f'_in_idx{i}')
-            out_inv = getattr(self, f'_out_inv{i}')
-            weight = self.weight[getattr(self, f'_w_out{i}')[:, None],
-                                 getattr(self, f'_w_in{i}')]
-            y = F.conv2d(x if in_idx is None else x.index_select(1, in_idx),
-                         weight, None, self.stride,
-                         tuple(p * rate for p in self.padding),
-                         tuple(d * rate for d in self.dilation), n_groups)
-            if out_inv is not None:
-                y = y.index_select(1, out_inv)
-            out = y if out is None else out + y
+        if _format(x) is None:
+            x = x.contiguous()
+        if torch.jit.is_tracing() or not (
+                torch.is_grad_enabled() and
+                (x.requires_grad or self.weight.requires_grad)):
+            # A trace (e.g. FLOP counting) records the aten convolutions.
+            with torch.no_grad():
+                out = self._run(x, self.weight)[3]
+        else:
+            out = _PSConvFunction.apply(x, self.weight, self)
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1)
         return out
@@ -175,3 +360,41 @@ class PSConv2d(nn.Conv2d):
     def extra_repr(self):
         return (super().extra_repr() +
                 f', pattern={self.pattern}, interval={self.interval}')
+
+
+def _format(x):
+    """``x``'s memory format (NCHW or channels_last), ``None`` if neither."""
+    if x.is_contiguous():
+        return torch.contiguous_format
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return None
+
+
+def _empty(like, shape, memory_format):
+    return torch.empty(shape, dtype=like.dtype, device=like.device,
+                       memory_format=memory_format)
+
+
+class _PSConvFunction(torch.autograd.Function):
+    """``PSConv2d._run`` with a hand-written backward: the per-convolution
+    gradients (``aten.convolution_backward``) gathered back through the same
+    block permutations in one copy each, where autograd would zero-fill a
+    full-size buffer per block slice."""
+
+    @staticmethod
+    def forward(ctx, x, weight, conv):
+        name, base, ws, out = conv._run(x, weight)
+        ctx.conv, ctx.name = conv, name
+        ctx.save_for_backward(base, *ws)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        base, *ws = ctx.saved_tensors
+        if _format(grad) is None:
+            grad = grad.contiguous()
+        grad_x, grad_w = ctx.conv._backward(ctx.name, grad, base, ws,
+                                            *ctx.needs_input_grad[:2])
+        return grad_x, grad_w, None

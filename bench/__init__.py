@@ -1,0 +1,1 @@
+"""msdet's benchmark suite (``python bench/run.py``); see ``bench/run.py``."""

@@ -1,0 +1,147 @@
+"""One 3x3 layer, four ways: dense, dilated (d=2), PSConv and the "three
+masked convolutions" form of the PSConv release (``MaskedThreeConv``),
+forward (inference, no autograd) and forward+backward, fp32."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from msdet.ops import PSConv2d
+
+from .timing import measure
+
+#: (channels, height, width) of the bottleneck 3x3 convs of ResNet-50's four
+#: stages at 224x224 ("stage") and at a 800x1344 detection input.
+STAGE_SHAPES = [(64, 56, 56), (128, 28, 28), (256, 14, 14), (512, 7, 7)]
+DETECTION_SHAPES = [(64, 200, 336), (128, 100, 168), (256, 50, 84),
+                    (512, 25, 42)]
+QUICK_SHAPES = [(16, 12, 12), (32, 6, 6)]
+VARIANTS = ('dense', 'dilated', 'psconv', 'masked3')
+
+
+class MaskedThreeConv(nn.Module):
+    """PSConv (rates 1, 2, 1, 4) as the PSConv release computes it: a dense
+    rate-1 3x3 conv whose kernels owned by the dilated rates are zeroed, a
+    rate-2 conv with 4 groups (diagonal blocks of 4x4 channel parts) and a
+    rate-4 conv with 4 groups on the input with its halves swapped (blocks
+    ``[i, (i + 2) mod 4]``), summed: 1.5x the dense multiply-adds. The zeroed
+    kernels are zeroed once (they would still get gradients: only timing is
+    of interest here)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        if channels % 4:
+            raise ValueError(f'MaskedThreeConv: channels={channels} is not '
+                             'a multiple of 4.')
+        c = channels
+        self.conv = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.rate2 = nn.Conv2d(c, c, 3, padding=2, dilation=2, groups=4,
+                               bias=False)
+        self.rate4 = nn.Conv2d(c, c, 3, padding=4, dilation=4, groups=4,
+                               bias=False)
+        part = torch.arange(c) // (c // 4)
+        owned = (part[:, None] == part[None, :]) | (
+            part[:, None] == (part[None, :] + 2) % 4)
+        with torch.no_grad():
+            self.conv.weight[owned] = 0
+
+    def forward(self, x):
+        swapped = torch.cat(x.chunk(2, 1)[::-1], 1)
+        return self.conv(x) + self.rate2(x) + self.rate4(swapped)
+
+
+def build(variant, channels):
+    if variant == 'dense':
+        return nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    if variant == 'dilated':
+        return nn.Conv2d(channels, channels, 3, padding=2, dilation=2,
+                         bias=False)
+    if variant == 'psconv':
+        return PSConv2d(channels, channels, 3, padding=1)
+    return MaskedThreeConv(channels)
+
+
+def _runner(module, x, backward):
+    params = list(module.parameters())
+    if not backward:
+
+        def forward():
+            with torch.no_grad():
+                module(x)
+
+        return forward
+    grad = torch.ones_like(module(x.detach()))
+
+    def forward_backward():
+        x.grad = None
+        for p in params:
+            p.grad = None
+        module(x).backward(grad)
+
+    return forward_backward
+
+
+def psconv_convs_only(conv, x):
+    """Just the per-rate convolutions of ``conv``'s plan for ``x``, on inputs
+    and weights prepared beforehand: what PSConv costs without its data
+    movement (block permutations, weight gather, summation)."""
+    name = conv._which(x)
+    plan, _ = conv._plans[name]
+    with torch.no_grad():
+        _, inputs = conv._inputs(name, x)
+        weights = conv.weight.reshape(-1, 9).index_select(
+            0, getattr(conv, f'_w_perm_{name}')).split(
+                [c.kernels for c in plan])
+        calls = [(inputs[c.src or 0], w.view(-1, c.width, 3, 3).contiguous(),
+                  c) for c, w in zip(plan, weights)]
+
+    def run():
+        with torch.no_grad():
+            for inp, w, c in calls:
+                F.conv2d(inp, w, None, 1, c.rate, c.rate, c.groups)
+
+    return name, run
+
+
+def bench_shape(channels, height, width, kind, batch, reps, device):
+    """Rows for one shape: forward and forward+backward."""
+    rows = []
+    torch.manual_seed(0)
+    modules = {v: build(v, channels).to(device) for v in VARIANTS}
+    for mode in ('fwd', 'fwd+bwd'):
+        backward = mode == 'fwd+bwd'
+        x = torch.randn(batch, channels, height, width, device=device,
+                        requires_grad=backward)
+        fns = {v: _runner(m, x, backward) for v, m in modules.items()}
+        plan = None
+        if not backward:
+            plan, fns['psconv_convs'] = psconv_convs_only(
+                modules['psconv'], x)
+        res = measure(fns, 'dense', reps, device=device)
+        rows.append(
+            dict(
+                shape=[channels, height, width],
+                kind=kind,
+                mode=mode,
+                batch=batch,
+                plan=plan or modules['psconv']._which(x),
+                ms={k: round(v['ms'], 4) for k, v in res.items()},
+                ratio={k: round(v['ratio'], 4) for k, v in res.items()},
+                times_ms={k: v['times_ms'] for k, v in res.items()},
+                psconv_speedup_vs_masked3=round(
+                    res['masked3']['ratio'] / res['psconv']['ratio'], 4)))
+        del x, fns
+    return rows
+
+
+def run(quick, reps, device, batch=2):
+    shapes = ([(s, 'stage') for s in QUICK_SHAPES] if quick else
+              [(s, 'stage') for s in STAGE_SHAPES] +
+              [(s, 'detection') for s in DETECTION_SHAPES])
+    rows = []
+    for (c, h, w), kind in shapes:
+        n = reps if kind == 'stage' else max(3, reps // 4)
+        rows += bench_shape(c, h, w, kind, batch, n, device)
+        print(f'[convs] {c}x{h}x{w}: psconv/dense fwd '
+              f"{rows[-2]['ratio']['psconv']:.2f}, fwd+bwd "
+              f"{rows[-1]['ratio']['psconv']:.2f}", flush=True)
+    return rows

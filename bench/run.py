@@ -1,0 +1,139 @@
+"""msdet benchmark suite: speed and size of the backbones, measured side by
+side with their baselines (issue 8).
+
+    python bench/run.py [--quick] [--device cuda] [--model-zoo]
+
+Sections: ``convs`` (one 3x3 layer: PSConv vs dense, dilated and the three
+masked convolutions, at every ResNet-50 stage shape and detection size),
+``backbones`` (whole-backbone forward at 224x224 and 800x1216),
+``complexity`` (params / GFLOPs next to the papers' figures), ``detector``
+(one Mask R-CNN training iteration per backbone: time, peak memory). Every
+ratio is to a baseline measured in the same process, interleaved round by
+round (median of per-round ratios); CPU runs use one thread per core.
+Writes ``<out-dir>/bench_<device>.json`` and ``.md`` (``bench_quick_*``
+with ``--quick``) and, with ``--model-zoo``, the table in model_zoo.md.
+"""
+import argparse
+import os.path as osp
+import sys
+
+if __package__ in (None, ''):  # run as a script: make `bench` importable
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import torch  # noqa: E402
+
+import msdet  # noqa: E402,F401  (registers msdet's modules)
+from bench import (backbones, convs, detector, machine, model_zoo,  # noqa
+                   report, targets)
+from bench.timing import cpu_threads  # noqa: E402
+from msdet.utils.fileio import atomic_open, dump_json  # noqa: E402
+
+SECTIONS = ('convs', 'backbones', 'complexity', 'detector')
+FULL = dict(reps=20, backbone_reps=7, detector_reps=2,
+            sizes=[(224, 224), (800, 1216)])
+QUICK = dict(reps=3, backbone_reps=2, detector_reps=1,
+             sizes=[(64, 64), (64, 96)])
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny shapes and models, few repetitions: a '
+                        'smoke test of the suite, not a measurement')
+    parser.add_argument('--device', default='cpu', help='cpu (default) or '
+                        'cuda[:i] (synchronised timing)')
+    parser.add_argument('--sections', nargs='+', choices=SECTIONS,
+                        default=list(SECTIONS))
+    parser.add_argument('--backbones', nargs='+', metavar='NAME',
+                        help='only backbones whose name contains one of '
+                        'these (baselines are kept)')
+    parser.add_argument('--threads', type=int, help='CPU threads (default: '
+                        'one per core)')
+    parser.add_argument('--reps', type=int, help='rounds per conv shape')
+    parser.add_argument('--backbone-reps', type=int)
+    parser.add_argument('--detector-reps', type=int)
+    parser.add_argument('--det-size', type=int, nargs=2, metavar=('H', 'W'),
+                        help='detector input (default 800 1216; quick 128 '
+                        '128)')
+    parser.add_argument('--det-batch', type=int, help='default 2; quick 1')
+    parser.add_argument('--out-dir', default='work_dirs/bench')
+    parser.add_argument('--model-zoo', nargs='?', const=model_zoo.DEFAULT,
+                        metavar='PATH', help='write the table into '
+                        'model_zoo.md (with the other device\'s run from '
+                        'out-dir, if any)')
+    return parser.parse_args(argv)
+
+
+def select_backbones(names):
+    """The backbone specs named (by substring) and their baselines."""
+    if not names:
+        return list(backbones.SPECS)
+    keep = [s for s in backbones.SPECS if any(n in s.name for n in names)]
+    needed = {s.baseline for s in keep}
+    return [s for s in backbones.SPECS if s in keep or s.name in needed]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('bench/run.py: --device cuda but CUDA is not '
+                         'available.')
+    if device.type == 'cpu':
+        torch.set_num_threads(args.threads or cpu_threads())
+    specs = select_backbones(args.backbones)
+    opts = dict(QUICK if args.quick else FULL)
+    for key in ('reps', 'backbone_reps', 'detector_reps'):
+        if getattr(args, key) is not None:
+            opts[key] = getattr(args, key)
+    det_size = args.det_size or ([128, 128] if args.quick else [800, 1216])
+    det_batch = args.det_batch or (1 if args.quick else 2)
+    results = dict(
+        machine=machine.describe(device),
+        config=dict(
+            command='python bench/run.py ' + ' '.join(
+                sys.argv[1:] if argv is None else argv),
+            quick=args.quick, sections=args.sections, conv_batch=2,
+            timing='interleaved rounds (rotating order), median of '
+            'per-round ratios to the baseline; '
+            f"{opts['reps']} rounds per conv shape (detection sizes: a "
+            f"quarter, at least 3), {opts['backbone_reps']} per backbone, "
+            f"{opts['detector_reps']} per detector.",
+            detector=dict(size=det_size, batch=det_batch),
+            backbone_sizes=opts['sizes']))
+    if 'convs' in args.sections:
+        results['convs'] = convs.run(args.quick, opts['reps'], device)
+    if 'backbones' in args.sections:
+        results['backbones'] = backbones.forward(
+            specs, args.quick, opts['backbone_reps'], device, opts['sizes'])
+    if 'complexity' in args.sections:
+        results['complexity'] = backbones.complexity(specs, args.quick,
+                                                     device)
+    if 'detector' in args.sections:
+        results['detector'] = detector.run(specs, args.quick,
+                                           opts['detector_reps'], device,
+                                           det_size, det_batch)
+    results['checks'] = targets.check(results)
+    stem = osp.join(args.out_dir, 'bench_' + ('quick_' if args.quick else '')
+                    + device.type)
+    dump_json(results, stem + '.json', indent=1)
+    with atomic_open(stem + '.md', encoding='utf-8') as f:
+        f.write(report.run_markdown(results))
+    print(f'wrote {stem}.json and {stem}.md')
+    for c in results['checks']:
+        print(f"{c['status']:4} {c['name']} [{c['subject']}]: {c['value']} "
+              f"(target {c['target']})")
+    if args.model_zoo:
+        other = osp.join(args.out_dir, 'bench_' + (
+            'quick_' if args.quick else '') + (
+                'cpu' if device.type == 'cuda' else 'cuda') + '.json')
+        paths = [stem + '.json'] + ([other] if osp.isfile(other) else [])
+        model_zoo.update(args.model_zoo, *model_zoo.load_runs(paths))
+        print(f'updated {args.model_zoo}')
+    return results
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,141 @@
+"""Smoke test of the benchmark suite (bench/): ``--quick`` on tiny shapes
+and models; the numbers are not measurements, the structure is checked."""
+import json
+import os.path as osp
+import statistics
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from bench import convs, model_zoo, run, targets  # noqa: E402
+
+ZOO = """# zoo
+intro
+<!-- bench:start -->
+old table
+<!-- bench:end -->
+DEMO_RESULTS
+"""
+
+
+def per_round_median(times, base):
+    return statistics.median(t / b for t, b in zip(times, base))
+
+
+@pytest.fixture(scope='module')
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp('bench')
+    zoo = out / 'model_zoo.md'
+    zoo.write_text(ZOO)
+    results = run.main([
+        '--quick', '--backbones', 'PS-ResNet', '--reps', '2',
+        '--backbone-reps', '2', '--detector-reps', '1', '--det-size', '64',
+        '64', '--out-dir', str(out), '--model-zoo', str(zoo)
+    ])
+    return out, zoo, results
+
+
+def test_quick_run_writes_json_and_markdown(quick):
+    out, _, results = quick
+    with open(out / 'bench_quick_cpu.json') as f:
+        saved = json.load(f)
+    assert saved['config']['quick'] and saved['machine']['cores'] >= 1
+    assert set(saved) == {'machine', 'config', 'convs', 'backbones',
+                          'complexity', 'detector', 'checks'}
+    assert saved['machine']['torch'] == torch.__version__
+    md = (out / 'bench_quick_cpu.md').read_text()
+    for title in ('## Targets', '## One 3x3 layer', '## Backbones: forward',
+                  '## Backbones: params', '## Mask R-CNN training'):
+        assert title in md
+
+
+def test_conv_ratios_are_against_the_dense_conv_of_the_same_run(quick):
+    rows = quick[2]['convs']
+    assert [(tuple(r['shape']), r['mode']) for r in rows] == [
+        (s, m) for s in convs.QUICK_SHAPES for m in ('fwd', 'fwd+bwd')]
+    for row in rows:
+        times = row['times_ms']
+        assert row['ratio']['dense'] == 1.0
+        for name in convs.VARIANTS:
+            assert row['ratio'][name] == pytest.approx(
+                per_round_median(times[name], times['dense']), rel=1e-3)
+        assert row['psconv_speedup_vs_masked3'] == pytest.approx(
+            row['ratio']['masked3'] / row['ratio']['psconv'], rel=1e-3)
+    assert 'psconv_convs' in rows[0]['ratio']  # forward diagnostic
+
+
+def test_backbones_complexity_and_detector_pair_with_baselines(quick):
+    results = quick[2]
+    fwd = {(r['name'], tuple(r['size'])): r for r in results['backbones']}
+    assert {n for n, _ in fwd} == {'ResNet-50', 'PS-ResNet-50'}
+    for (name, size), row in fwd.items():
+        base = fwd[('ResNet-50', size)]
+        assert row['ratio'] == pytest.approx(
+            per_round_median(row['times_ms'], base['times_ms']), rel=1e-3)
+    comp = {r['name']: r for r in results['complexity']}
+    # PSConv keeps the dense conv's weight and multiply-adds
+    assert comp['PS-ResNet-50']['params_m'] == comp['ResNet-50']['params_m']
+    assert comp['PS-ResNet-50']['gflops'] == comp['ResNet-50']['gflops']
+    assert comp['ResNet-50']['paper_gflops'] == 4.089
+    det = {r['name']: r for r in results['detector']}
+    assert det['ResNet-50']['peak_ratio'] == 1.0
+    assert det['PS-ResNet-50']['baseline'] == 'ResNet-50'
+    assert det['PS-ResNet-50']['ratio'] > 0
+
+
+def test_checks_state_status_margin_and_reason(quick):
+    checks = quick[2]['checks']
+    assert {c['status'] for c in checks} <= {'PASS', 'MISS', 'SKIP'}
+    assert {c['name'] for c in checks} >= {
+        'PSConv forward / dense 3x3', 'PSConv forward+backward / dense 3x3',
+        'PSConv speed-up over three masked convs',
+        'PS-ResNet-50 forward / ResNet-50',
+        'Mask R-CNN training peak memory / baseline'}
+    for c in checks:
+        if c['status'] == 'MISS':
+            assert c['margin'] < 0 and c['why']
+
+
+def test_model_zoo_table_between_markers_only(quick):
+    _, zoo, _ = quick
+    text = zoo.read_text()
+    head, rest = text.split(model_zoo.START)
+    table, tail = rest.split(model_zoo.END)
+    assert head == '# zoo\nintro\n' and tail == '\nDEMO_RESULTS\n'
+    assert 'old table' not in table and 'PS-ResNet-50' in table
+    assert 'no CUDA run yet' in table
+    with pytest.raises(ValueError, match='bench:start'):
+        bad = zoo.parent / 'bad.md'
+        bad.write_text('no markers\n')
+        model_zoo.update(str(bad), quick[2])
+
+
+def test_targets_margin_sense():
+    row = dict(shape=[64, 56, 56], kind='stage', mode='fwd', batch=2,
+               plan='grouped', psconv_speedup_vs_masked3=1.5,
+               ratio=dict(psconv=1.5, psconv_convs=1.2, masked3=2.25))
+    checks = targets.check(dict(convs=[row], config=dict(quick=False)))
+    fwd, speedup = checks
+    assert fwd['status'] == 'MISS' and fwd['margin'] == pytest.approx(-0.2)
+    assert '1.20x' in fwd['why'] and '0.30x' in fwd['why']
+    assert speedup['status'] == 'PASS'
+    assert speedup['margin'] == pytest.approx((1.5 - 1.3) / 1.3, abs=1e-4)
+
+
+def test_masked_three_conv_reference_is_a_psconv_rate_layout():
+    """Every kernel belongs to exactly one of the three convs, and each
+    filter and each input channel mixes rates 1, 2, 4 as 2:1:1, like
+    PSConv's (1, 2, 1, 4) pattern."""
+    m = convs.MaskedThreeConv(16)
+    dense = m.conv.weight.abs().sum((2, 3)) > 0
+    part = torch.arange(16) // 4
+    rate2 = part[:, None] == part[None, :]
+    rate4 = part[:, None] == (part[None, :] + 2) % 4
+    assert not (dense & rate2).any() and not (dense & rate4).any()
+    assert (dense | rate2 | rate4).all()
+    for mask, count in ((dense, 8), (rate2, 4), (rate4, 4)):
+        assert (mask.sum(0) == count).all() and (mask.sum(1) == count).all()
+    x = torch.randn(1, 16, 9, 9)
+    assert m(x).shape == x.shape
