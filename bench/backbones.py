@@ -142,10 +142,10 @@ def forward(specs, quick, reps, device, sizes):
     for spec in specs:
         groups.setdefault(spec.baseline, []).append(spec)
     for size in sizes:
-        for baseline, specs in groups.items():
+        for baseline, members in groups.items():
             models, fns = {}, {}
             x = torch.randn(1, 3, *size, device=device)
-            for spec in specs:
+            for spec in members:
                 reason = skip_reason(spec)
                 if reason:
                     rows.append(dict(name=spec.name, size=list(size),

@@ -133,8 +133,8 @@ def run(specs, quick, reps, device, size, batch_size):
         peak = peak_mib(step, device)
         if spec.name == spec.baseline:
             baselines[spec.name] = (model, step, peak)
-            row = dict(name=spec.name, baseline=spec.name, peak_mib=peak,
-                       peak_ratio=1.0)
+            row = dict(name=spec.name, baseline=spec.name, ratio=1.0,
+                       peak_mib=peak, peak_ratio=1.0)
         elif spec.baseline in baselines:
             _, base_step, base_peak = baselines[spec.baseline]
             res = measure({spec.name: step, spec.baseline: base_step},

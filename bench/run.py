@@ -25,7 +25,7 @@ import torch  # noqa: E402
 import msdet  # noqa: E402,F401  (registers msdet's modules)
 from bench import (backbones, convs, detector, machine, model_zoo,  # noqa
                    report, targets)
-from bench.timing import cpu_threads  # noqa: E402
+from bench.timing import cpu_threads, steady_malloc  # noqa: E402
 from msdet.utils.fileio import atomic_open, dump_json  # noqa: E402
 
 SECTIONS = ('convs', 'backbones', 'complexity', 'detector')
@@ -51,6 +51,10 @@ def parse_args(argv):
                         'these (baselines are kept)')
     parser.add_argument('--threads', type=int, help='CPU threads (default: '
                         'one per core)')
+    parser.add_argument('--malloc', choices=('steady', 'default'),
+                        default='steady', help="CPU allocator: 'steady' "
+                        "keeps freed memory mapped (bench/timing.py "
+                        "steady_malloc); 'default' leaves glibc as is")
     parser.add_argument('--reps', type=int, help='rounds per conv shape')
     parser.add_argument('--backbone-reps', type=int)
     parser.add_argument('--detector-reps', type=int)
@@ -81,8 +85,11 @@ def main(argv=None):
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('bench/run.py: --device cuda but CUDA is not '
                          'available.')
+    malloc = 'default'
     if device.type == 'cpu':
         torch.set_num_threads(args.threads or cpu_threads())
+        if args.malloc == 'steady' and steady_malloc():
+            malloc = 'steady'
     specs = select_backbones(args.backbones)
     opts = dict(QUICK if args.quick else FULL)
     for key in ('reps', 'backbone_reps', 'detector_reps'):
@@ -96,6 +103,7 @@ def main(argv=None):
             command='python bench/run.py ' + ' '.join(
                 sys.argv[1:] if argv is None else argv),
             quick=args.quick, sections=args.sections, conv_batch=2,
+            malloc=malloc,
             timing='interleaved rounds (rotating order), median of '
             'per-round ratios to the baseline; '
             f"{opts['reps']} rounds per conv shape (detection sizes: a "

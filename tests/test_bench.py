@@ -32,7 +32,8 @@ def quick(tmp_path_factory):
     results = run.main([
         '--quick', '--backbones', 'PS-ResNet', '--reps', '2',
         '--backbone-reps', '2', '--detector-reps', '1', '--det-size', '64',
-        '64', '--out-dir', str(out), '--model-zoo', str(zoo)
+        '64', '--malloc', 'default', '--out-dir', str(out), '--model-zoo',
+        str(zoo)
     ])
     return out, zoo, results
 
@@ -42,6 +43,7 @@ def test_quick_run_writes_json_and_markdown(quick):
     with open(out / 'bench_quick_cpu.json') as f:
         saved = json.load(f)
     assert saved['config']['quick'] and saved['machine']['cores'] >= 1
+    assert saved['config']['malloc'] == 'default'  # no process-wide change
     assert set(saved) == {'machine', 'config', 'convs', 'backbones',
                           'complexity', 'detector', 'checks'}
     assert saved['machine']['torch'] == torch.__version__
