@@ -70,6 +70,6 @@ def measure(fns, baseline, reps, warmup=1, device='cpu'):
             ms=1e3 * statistics.median(ts),
             min_ms=1e3 * min(ts),
             ratio=statistics.median(t / b for t, b in zip(ts, base)),
-            times_ms=[round(1e3 * t, 4) for t in ts])
+            times_ms=[round(1e3 * t, 7) for t in ts])
         for name, ts in times.items()
     }
