@@ -88,11 +88,8 @@ def psconv_convs_only(conv, x):
     plan, _ = conv._plans[name]
     with torch.no_grad():
         _, inputs = conv._inputs(name, x)
-        weights = conv.weight.reshape(-1, 9).index_select(
-            0, getattr(conv, f'_w_perm_{name}')).split(
-                [c.kernels for c in plan])
-        calls = [(inputs[c.src or 0], w.view(-1, c.width, 3, 3).contiguous(),
-                  c) for c, w in zip(plan, weights)]
+        calls = [(inputs[c.src or 0], w.contiguous(), c)
+                 for c, w in zip(plan, conv._weights(name, conv.weight))]
 
     def run():
         with torch.no_grad():

@@ -32,17 +32,17 @@ def _conv_why(row, fwd_row):
         parts.append(
             f"its per-rate convolutions alone ({fwd_row['plan']} plan) take "
             f'{only:.2f}x the dense conv (narrow/dilated oneDNN kernels below '
-            f'dense efficiency) and its data movement (block permutation of '
-            f'the input, per-call kernel permutation of the weight, block '
-            f'sums) adds {moved:.2f}x')
+            f'dense efficiency) and its data movement (weight gather into '
+            f'the per-rate convolutions, output block sums; the blocks plan '
+            f'also transposes its input and output) adds {moved:.2f}x')
     if c * c * 9 > n * c * h * w:
         parts.append(f'weight-bound shape: the weight is '
                      f'{9 * c / (n * h * w):.1f}x the input, and PSConv '
-                     'permutes it on every call')
+                     'gathers it into per-rate weights on every call')
     if row['mode'] == 'fwd+bwd':
         parts.append('the backward runs the per-rate convolutions again for '
                      'input and weight gradients and gathers the output '
-                     'gradient per rate')
+                     'gradient of every rate but the first')
     return '; '.join(parts)
 
 

@@ -6,6 +6,7 @@ the same stage outputs (float64, to 1e-5) where the mapping is exact."""
 import json
 import os
 import os.path as osp
+from functools import partial
 
 import pytest
 import torch
@@ -14,8 +15,9 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 
 from msdet.models.backbones import PSResNet
-from msdet.models.converters import (ConversionError, infer_depth,
-                                     load_source)
+from msdet.models.converters import (ConversionError, SourceDict,
+                                     build_target, convert_state_dict,
+                                     infer_depth, load_source)
 from msdet.ops import PSConv2d
 from conftest import load_tool
 
@@ -103,7 +105,10 @@ class SrcResNet(nn.Module):
     returns the four stage outputs."""
 
     def __init__(self, blocks=BLOCKS50, base=16, groups=1, base_width=4,
-                 conv2=plain_conv2, classes=10):
+                 conv2=plain_conv2, classes=10, block=None):
+        """``block(inplanes, planes, stride, groups, width, stage=i)``
+        builds the blocks of stage i; default ``SrcBottleneck`` with
+        ``conv2``."""
         super().__init__()
         self.conv1 = nn.Conv2d(3, base, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(base)
@@ -114,9 +119,10 @@ class SrcResNet(nn.Module):
                 planes * base_width // base * groups
             layer = []
             for j in range(n):
-                layer.append(SrcBottleneck(inplanes, planes,
-                                           2 if i and not j else 1, groups,
-                                           width, conv2))
+                args = (inplanes, planes, 2 if i and not j else 1, groups,
+                        width)
+                layer.append(SrcBottleneck(*args, conv2) if block is None
+                             else block(*args, stage=i))
                 inplanes = planes * 4
             self.add_module(f'layer{i + 1}', nn.Sequential(*layer))
         self.fc = nn.Linear(inplanes, classes)
@@ -210,6 +216,96 @@ STRUCTURE = [
 ]
 
 
+class ReleaseElasticBlock(SrcBottleneck):
+    """The ELASTIC release's bottleneck: a full-resolution half ``conv1``,
+    ``bn1``, ``conv2``, ``bn2``, ``conv3`` and, in an Elastic block (an
+    ``elastic`` network's stride-1 blocks outside the last stage) or where
+    ``halves``, a low-resolution half ``conv1_d`` .. ``conv3_d``, each with
+    half the width and paths. An Elastic block runs the ``_d`` half on the
+    input 2x2 average-pooled (odd sides replicate-padded) and upsamples its
+    output 2x bilinearly, cropped; the halves' conv3 outputs are summed
+    before the shared ``bn3``."""
+
+    def __init__(self, inplanes, planes, stride, groups, width, stage,
+                 elastic=True, halves=False):
+        elastic = elastic and stride == 1 and stage < 3
+        n = 2 if elastic or halves else 1
+        super().__init__(inplanes, planes, stride, groups // n, width // n,
+                         plain_conv2)
+        self.elastic, self.halves = elastic, n == 2
+        if self.halves:
+            w = width // 2
+            self.conv1_d = nn.Conv2d(inplanes, w, 1, bias=False)
+            self.bn1_d = nn.BatchNorm2d(w)
+            self.conv2_d = plain_conv2(w, stride, groups // 2)
+            self.bn2_d = nn.BatchNorm2d(w)
+            self.conv3_d = nn.Conv2d(w, planes * 4, 1, bias=False)
+
+    def half(self, x, suffix=''):
+        def m(name):
+            return getattr(self, name + suffix)
+        x = F.relu(m('bn1')(m('conv1')(x)))
+        x = F.relu(m('bn2')(m('conv2')(x)))
+        return m('conv3')(x)
+
+    def forward(self, x):
+        out = self.half(x)
+        if self.halves and self.elastic:
+            h, w = x.shape[-2:]
+            low = F.avg_pool2d(F.pad(x, (0, w % 2, 0, h % 2),
+                                     mode='replicate'), 2)
+            out = out + F.interpolate(
+                self.half(low, '_d'), scale_factor=2, mode='bilinear',
+                align_corners=False)[..., :h, :w]
+        elif self.halves:
+            out = out + self.half(x, '_d')
+        res = x if self.downsample is None else self.downsample(x)
+        return F.relu(self.bn3(out) + res)
+
+
+#: Blocks per stage of Elastic-ResNeXt-50 / -101 (appendix B).
+ELASTIC50, ELASTIC101 = (6, 8, 5, 3), (12, 14, 20, 3)
+
+
+def release_elastic(blocks=ELASTIC50, elastic=True, halves=False):
+    """A release ResNeXt 4x4d (base 16, 1/4 of 32x4d's width)."""
+    return randomize(SrcResNet(blocks, groups=4, base_width=4, block=partial(
+        ReleaseElasticBlock, elastic=elastic, halves=halves)))
+
+
+class SrcVGG(nn.Module):
+    """torchvision's ``vgg16_bn`` (``bn=False``: ``vgg16``) at 1/8 width:
+    ``features`` (per conv: 3x3 conv with bias, BN, ReLU; a max-pool per
+    stage) and ``classifier`` (Linear, ReLU, Dropout, ...); ``forward``
+    returns pool2..pool5."""
+
+    def __init__(self, stages=(2, 2, 3, 3, 3), base=8, bn=True, classes=10):
+        super().__init__()
+        layers, c, self.ends = [], 3, []
+        for i, n in enumerate(stages):
+            planes = base * min(2**i, 8)
+            for _ in range(n):
+                layers.append(nn.Conv2d(c, planes, 3, padding=1))
+                if bn:
+                    layers.append(nn.BatchNorm2d(planes))
+                layers.append(nn.ReLU())
+                c = planes
+            layers.append(nn.MaxPool2d(2, 2))
+            self.ends.append(len(layers))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Linear(c, 16), nn.ReLU(), nn.Dropout(), nn.Linear(16, 16),
+            nn.ReLU(), nn.Dropout(), nn.Linear(16, classes))
+
+    def forward(self, x):
+        outs = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i + 1 in self.ends[1:]:
+                outs.append(x)
+        return outs
+
+
 @torch.no_grad()
 def randomize(model, seed=0):
     """Random weights and non-trivial BN statistics; float64, eval mode.
@@ -237,7 +333,10 @@ def randomize(model, seed=0):
 
 
 def save_source(model, path, wrap='state_dict', prefix=''):
-    sd = {prefix + k: v for k, v in model.state_dict().items()}
+    """Save a model (or a state_dict) as a release would."""
+    if isinstance(model, nn.Module):
+        model = model.state_dict()
+    sd = {prefix + k: v for k, v in model.items()}
     torch.save(sd if wrap is None else {wrap: sd, 'epoch': 90}, path)
     return str(path)
 
@@ -270,19 +369,20 @@ def assert_same_outputs(src, dst, x, stages=range(4)):
 
 
 # --------------------------------------------------------------- PSConv op
+@pytest.mark.parametrize('layout', ['blocks', 'interleaved'])
 @pytest.mark.parametrize('groups,stride', [(1, 1), (2, 2)])
-def test_psconv_mapping_is_exact_per_op(groups, stride):
+def test_psconv_mapping_is_exact_per_op(groups, stride, layout):
     """One release conv2 == msdet's PSConv with the merged weight, the input
     channels permuted by in_dest and the output by out_dest; every kernel
     keeps its dilation rate."""
     tool = load_tool('model_converters/psconv_release')
     c = 32 * groups
     rel = randomize(ReleasePSConv(c, stride, groups))
-    ps = PSConv2d(c, c, 3, stride, 1, groups=groups).to(DTYPE)
+    ps = PSConv2d(c, c, 3, stride, 1, groups=groups, layout=layout).to(DTYPE)
     s = tool.rate_shift(ps.pattern)
     assert s == 1
-    in_dest = tool.channel_dest(c, groups, s)
-    out_dest = tool.channel_dest(c, groups, 0)
+    in_dest = tool.channel_dest(ps, c, s)
+    out_dest = tool.channel_dest(ps, c, 0)
     n = c // groups
     w = tool.merged_weight('conv2', rel.gwconv.weight, rel.gwconv_shift.weight,
                            rel.conv.weight, groups, False, None)
@@ -430,6 +530,97 @@ def test_depth_is_read_from_the_blocks():
     keys['layer3.23.conv1.weight'] = None
     with pytest.raises(ConversionError, match=r'\(3, 4, 24, 3\)'):
         infer_depth(keys, PSResNet.arch_settings, 'PSResNet')
+
+
+# ----------------------------------------------------------------- ELASTIC
+@pytest.mark.parametrize('blocks,elastic,halves,flags,want,kind', [
+    # Elastic-50: _d halves in the Elastic blocks only
+    (ELASTIC50, True, False, (), {}, 'exact'),
+    # both halves in every block (merged where not Elastic)
+    (ELASTIC50, True, True, (), {}, 'exact'),
+    (ELASTIC101, True, False, (), dict(depth=101), 'exact'),
+    # sElastic: ResNeXt's blocks per stage with Elastic blocks
+    (BLOCKS50, True, False, (), dict(stage_blocks=BLOCKS50), 'exact'),
+    (BLOCKS50, True, True, ('--elastic', ), dict(stage_blocks=BLOCKS50),
+     'exact'),
+    # the release's plain ResNeXt-50 (both halves, no pooling)
+    (BLOCKS50, False, True, (), dict(elastic=False), 'conditional'),
+    # torchvision's ResNeXt-50 (no halves)
+    (BLOCKS50, False, False, (), dict(elastic=False), 'exact'),
+], ids=['Elastic50', 'Elastic50-halves', 'Elastic101', 'sElastic50',
+        'sElastic50-halves', 'release-ResNeXt50', 'torchvision-ResNeXt50'])
+def test_elastic_release_converts_exactly(tmp_path, blocks, elastic, halves,
+                                          flags, want, kind):
+    src = release_elastic(blocks, elastic, halves)
+    path = save_source(src, tmp_path / 'release.pth', prefix='module.')
+    meta = convert('elastic_release', path, tmp_path / 'ex.pth', *flags)
+    assert meta['backbone'] == dict(
+        dict(type='ElasticResNeXt', depth=50, groups=4, base_width=4,
+             base_channels=16), **want)
+    assert meta['equivalence']['kind'] == kind
+    assert ('--elastic' in ''.join(meta['notes'])) == (kind != 'exact')
+    assert meta['dropped'] == ['fc.weight', 'fc.bias']
+    dst = load_pretrained(meta['backbone'], tmp_path / 'ex.pth')
+    x = torch.randn(2, 3, 72, 72, dtype=DTYPE)  # layer2/3 maps 9, 5: odd
+    assert_same_outputs(src, dst, x)
+    dst.norm_eval = False  # train mode: every BN keeps its channels
+    src.train(), dst.train()
+    assert_same_outputs(src, dst, x)
+
+
+def test_elastic_release_bad_keys_are_named(tmp_path):
+    sd = release_elastic(halves=True).state_dict()
+    sd['layer1.2.selayer.fc.0.weight'] = torch.zeros(16, 64)  # an SE net
+    del sd['layer2.3.conv2_d.weight']
+    sd['layer4.0.conv2_d.weight'] = torch.zeros(64, 16, 3, 3)  # 4 paths
+    path = save_source(sd, tmp_path / 'release.pth', prefix='module.')
+    with pytest.raises(SystemExit) as err:
+        convert('elastic_release', path, tmp_path / 'out.pth')
+    msg = str(err.value)
+    assert 'missing in the source (1):\n  layer2.3.conv2_d.weight' in msg
+    assert 'unknown source keys (not used by the conversion) (1):\n' \
+        '  layer1.2.selayer.fc.0.weight' in msg
+    assert 'layer4.0.conv2.weight: layer4.0.conv2_d.weight has shape ' \
+        '(64, 16, 3, 3), layer4.0.conv2.weight (64, 32, 3, 3)' in msg
+    assert 'fc.weight' not in msg
+    assert not osp.exists(tmp_path / 'out.pth')
+
+
+# -------------------------------------------------------------- VGG-16-BN
+def test_vgg16_bn_converts_exactly(tmp_path):
+    src = randomize(SrcVGG())
+    path = save_source(src, tmp_path / 'vgg16_bn.pth', wrap=None)
+    meta = convert('vgg16_bn', path, tmp_path / 'slimvgg.pth')
+    assert meta['backbone'] == dict(type='SlimmableVGG', depth=16,
+                                    base_channels=8)
+    assert meta['equivalence']['kind'] == 'conditional'
+    assert meta['dropped'] == [f'classifier.{i}.{p}' for i in (0, 3, 6)
+                               for p in ('weight', 'bias')]
+    dst = load_pretrained(meta['backbone'], tmp_path / 'slimvgg.pth')
+    assert_same_outputs(src, dst, torch.randn(2, 3, 64, 64, dtype=DTYPE))
+
+
+def test_vgg16_bn_bad_sources_are_named():
+    tool = load_tool('model_converters/vgg16_bn')
+    with pytest.raises(ConversionError, match=r'convs at features '
+                       r'\[0, 2, 5, 7, 10, .*16: \[0, 3, 7, 10, 14, '):
+        tool.target_cfg(SourceDict(SrcVGG(bn=False).state_dict()))
+    sd = SrcVGG().state_dict()
+    del sd['features.11.running_var']
+    sd['features.43.weight'] = torch.ones(64)  # index 43: the last pool
+    sd['features.1.bias'] = torch.zeros(9)
+    source = SourceDict(sd)
+    target = build_target(tool.target_cfg(source))
+    with pytest.raises(ConversionError) as err:
+        convert_state_dict(source, target.state_dict(),
+                           tool.make_rule(target), tool.DROP)
+    msg = str(err.value)
+    assert 'missing in the source (1):\n  features.11.running_var' in msg
+    assert 'unknown source keys (not used by the conversion) (1):\n' \
+        '  features.43.weight' in msg
+    assert 'features.1.bias: msdet has shape (8,), the source gives (9,)' \
+        in msg
+    assert 'classifier' not in msg
 
 
 # --------------------------------------------------- reading and reporting

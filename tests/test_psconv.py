@@ -40,12 +40,13 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize('layout', ['blocks', 'interleaved'])
 @pytest.mark.parametrize('cin,cout,groups,stride,pattern,dil,k', CASES)
 def test_equals_eq3_fp32_with_gradients(cin, cout, groups, stride, pattern,
-                                        dil, k):
+                                        dil, k, layout):
     torch.manual_seed(0)
     conv = PSConv2d(cin, cout, k, stride, dil * (k // 2), dil, groups,
-                    bias=True, pattern=pattern)
+                    bias=True, pattern=pattern, layout=layout)
     x = torch.randn(2, cin, 13, 10, requires_grad=True)
     y = conv(x)
     ref = naive_psconv(x, conv.weight, conv.dilation_matrix, stride,
@@ -61,7 +62,7 @@ def test_equals_eq3_fp32_with_gradients(cin, cout, groups, stride, pattern,
 
 
 def test_dilation_matrix_cycles_and_shifts():
-    conv = PSConv2d(16, 8, 3, groups=2)
+    conv = PSConv2d(16, 8, 3, groups=2, layout='interleaved')
     D = conv.dilation_matrix
     assert D.shape == (8, 8)
     # row c is the pattern shifted by c along the input channels (sec. 3.2)
@@ -75,6 +76,35 @@ def test_dilation_matrix_cycles_and_shifts():
     # base dilation (DeepLab OS16 stages) scales every rate
     assert torch.equal(PSConv2d(8, 8, 3, padding=2, dilation=2).dilation_matrix,
                        2 * PSConv2d(8, 8, 3).dilation_matrix)
+
+
+def test_blocks_layout_is_eq3_with_channels_sorted_into_rate_blocks():
+    """Appendix B: the default layout stores each residue's channels as one
+    block; it is the interleaved layer with its channels permuted."""
+    inter = PSConv2d(8, 16, 3, layout='interleaved')
+    blocks = PSConv2d(8, 16, 3)
+    assert blocks.layout == 'blocks'
+    # the grouped plan's block order: rate 1's input sets {0, 2}, {1, 3}
+    assert blocks.residue_channels(8).tolist() == [[0, 1], [4, 5], [2, 3],
+                                                   [6, 7]]
+    assert inter.residue_channels(8).tolist() == [[0, 4], [1, 5], [2, 6],
+                                                  [3, 7]]
+    # the same (residue, position) in both layouts
+    i_in, i_out = (inter.residue_channels(n).flatten() for n in (8, 16))
+    b_in, b_out = (blocks.residue_channels(n).flatten() for n in (8, 16))
+    assert torch.equal(blocks.dilation_matrix[b_out][:, b_in],
+                       inter.dilation_matrix[i_out][:, i_in])
+    # constant on each (out block, in block)
+    D = blocks.dilation_matrix.view(4, 4, 4, 2)
+    assert (D == D[:, :1, :, :1]).all()
+    with torch.no_grad():
+        inter.weight[i_out[:, None], i_in] = blocks.weight[b_out[:, None],
+                                                           b_in]
+    x = torch.randn(2, 8, 9, 10)
+    x_b = torch.empty_like(x)
+    x_b[:, b_in] = x[:, i_in]
+    with torch.no_grad():
+        torch.testing.assert_close(blocks(x_b)[:, b_out], inter(x)[:, i_out])
 
 
 def test_one_dense_weight_and_plain_conv_parameter_count():

@@ -21,14 +21,16 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize('layout', ['blocks', 'interleaved'])
 @pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('cin,cout,groups,stride,pattern,dil,k,impl', CASES)
 def test_plan_equals_eq3_fp64_with_gradients(cin, cout, groups, stride,
                                              pattern, dil, k, impl,
-                                             channels_last):
+                                             channels_last, layout):
     torch.manual_seed(0)
     conv = PSConv2d(cin, cout, k, stride, dil * (k // 2), dil, groups,
-                    bias=True, pattern=pattern, impl=impl).double()
+                    bias=True, pattern=pattern, impl=impl,
+                    layout=layout).double()
     x = torch.randn(2, cin, 11, 9, dtype=torch.double)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -44,10 +46,11 @@ def test_plan_equals_eq3_fp64_with_gradients(cin, cout, groups, stride,
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize('layout', ['blocks', 'interleaved'])
 @pytest.mark.parametrize('impl', ['grouped', 'blocks'])
-def test_gradcheck_and_partial_gradients(impl):
+def test_gradcheck_and_partial_gradients(impl, layout):
     torch.manual_seed(0)
-    conv = PSConv2d(4, 4, 3, 2, impl=impl).double()
+    conv = PSConv2d(4, 4, 3, 2, impl=impl, layout=layout).double()
     x = torch.randn(1, 4, 7, 6, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(
         lambda x, w: _PSConvFunction.apply(x, w, conv), (x, conv.weight),
@@ -98,8 +101,9 @@ def test_flops_equal_dense_conv_and_trace_runs(impl):
 @pytest.mark.parametrize('kwargs,match', [
     (dict(impl='fast'), "impl='fast'"),
     (dict(impl='blocks', groups=2), 'groups=2'),
+    (dict(layout='nchw'), "layout='nchw'"),
 ])
-def test_bad_impl_rejected(kwargs, match):
+def test_bad_impl_or_layout_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PSConv2d(16, 16, 3, **kwargs)
 

@@ -6,7 +6,7 @@ convention, ``python tools/model_converters/X.py SRC DST``) that passes to
 
 - ``target_cfg(source, args)``: the msdet backbone config the checkpoint
   becomes, usually inferred from the source's shapes (``infer_resnet_cfg``,
-  ``infer_depth``).
+  ``infer_depth``, ``infer_resnet_widths``).
 - ``make_rule(target, args)``: a ``rule(key, src)`` giving, for every key of
   the target backbone's ``state_dict``, its tensor, built from the source
   tensors it takes with ``src.take(...)`` / ``src.take_all(...)`` (a key may
@@ -220,13 +220,24 @@ def source_shape(source, key):
 
 def infer_resnet_cfg(source, arch_settings, name,
                      conv2_key='layer1.0.conv2.weight'):
-    """``depth``, ``base_channels`` (and ``stem_channels``, ``groups``,
-    ``base_width`` where not mmdet's defaults) of a ResNet/ResNeXt-shaped
-    source. ``conv2_key``: a tensor of block ``layer1.0``'s 3x3 conv with
-    ``C_in / groups`` input channels (the whole conv in torchvision)."""
-    cfg = dict(depth=infer_depth(source, arch_settings, name))
+    """``depth`` (``infer_depth``) and the widths (``infer_resnet_widths``)
+    of a ResNet/ResNeXt-shaped source."""
+    return dict(depth=infer_depth(source, arch_settings, name),
+                **infer_resnet_widths(source, conv2_key))
+
+
+def infer_resnet_widths(source, conv2_key='layer1.0.conv2.weight',
+                        width_keys=('layer1.0.conv1.weight', )):
+    """``base_channels``, ``stem_channels``, ``groups`` and ``base_width``
+    (each where not mmdet's default) of a ResNet/ResNeXt-shaped source, read
+    from the stem and block ``layer1.0``. ``conv2_key``: a tensor of the
+    block's 3x3 conv with ``C_in / groups`` input channels (the whole conv
+    in torchvision); ``width_keys``: the block's first convs, whose output
+    channels add up to its width (one, or one per branch of a split
+    block)."""
+    cfg = {}
     stem = source_shape(source, 'conv1.weight')[0]
-    width = source_shape(source, 'layer1.0.conv1.weight')[0]
+    width = sum(source_shape(source, k)[0] for k in width_keys)
     base = source_shape(source, 'layer1.0.conv3.weight')[0] // 4
     per_group = source_shape(source, conv2_key)[1]
     if width % per_group:

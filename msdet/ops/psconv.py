@@ -10,13 +10,15 @@ from torch.autograd.function import once_differentiable
 
 #: One convolution of a plan: the input block it reads (``None``: the whole
 #: block-ordered input), its rate (``pattern`` entry), groups, input channels
-#: per group, number of weight kernels, and the output block (residue) of
-#: each of its output positions inside one PSConv group.
-_Conv = namedtuple('_Conv', 'src rate groups width kernels blocks')
+#: per group, number of weight chunks (``_plan``), and the output block
+#: (residue) of each of its output positions inside one PSConv group.
+_Conv = namedtuple('_Conv', 'src rate groups width chunks blocks')
 #: ``impl='auto'`` runs the ``blocks`` plan (if ``groups=1``) for blocks
 #: narrower than ``NARROW_BLOCK`` channels on inputs of ``LARGE_MAP`` pixels
-#: or more (measured on a 2-core AVX-512 CPU, oneDNN 3.x).
-NARROW_BLOCK, LARGE_MAP = 32, 64 * 64
+#: or more (measured on an AVX-512 CPU, oneDNN 3.x, blocks layout: with
+#: 16-channel blocks the grouped plan is faster at 112x112, the blocks plan
+#: at 200x336).
+NARROW_BLOCK, LARGE_MAP = 32, 160 * 160
 
 
 @MODELS.register_module('PSConv')
@@ -40,6 +42,15 @@ class PSConv2d(nn.Conv2d):
     compute them (``_plan``); the gradient is written by hand
     (``_PSConvFunction``).
 
+    ``layout`` says where residue ``r``'s ``m``-th channel sits in a group:
+    ``'interleaved'`` at ``m * t + r`` (eq. 3 as written), ``'blocks'``
+    (default) at ``slot(r) * B + m``, the residues stored as contiguous
+    blocks in the order the grouped plan reads them (appendix B's
+    rearrangement, with the permutation folded into the neighbouring layers
+    by training in this layout). Both are the same operator up to a fixed
+    channel permutation (``residue_channels``); ``blocks`` reads its input
+    and writes its output in place, ``interleaved`` gathers both per call.
+
     Args:
         pattern (Sequence[int]): dilation rates of one cycle ``{d1..dt}``,
             default ``(1, 2, 1, 4)`` (paper table 4). Multiplied by
@@ -49,6 +60,7 @@ class PSConv2d(nn.Conv2d):
         padding: must keep the spatial size independent of the rate, i.e.
             ``padding == dilation * (kernel_size - 1) // 2``; it is scaled by
             each rate like the dilation.
+        layout (str): ``'blocks'`` or ``'interleaved'``, see above.
         impl (str): ``'grouped'``, ``'blocks'`` (``groups=1`` only) or
             ``'auto'`` (``blocks`` for narrow blocks on large maps, where
             oneDNN's narrow grouped kernels are slowest; see ``_plan``). The
@@ -68,6 +80,7 @@ class PSConv2d(nn.Conv2d):
                  pattern: Sequence[int] = (1, 2, 1, 4),
                  interval=None,
                  impl: str = 'auto',
+                 layout: str = 'blocks',
                  **kwargs):
         super().__init__(in_channels, out_channels, kernel_size, stride,
                          padding, dilation, groups, bias, **kwargs)
@@ -94,7 +107,14 @@ class PSConv2d(nn.Conv2d):
         if impl not in plans + ('auto', ):
             raise ValueError(f'PSConv: impl={impl!r}; allowed with groups='
                              f"{groups}: {plans + ('auto', )}.")
-        self.interval, self.impl = t, impl
+        if layout not in ('blocks', 'interleaved'):
+            raise ValueError(f'PSConv: layout={layout!r}; allowed: '
+                             "'blocks', 'interleaved'.")
+        self.interval, self.impl, self.layout = t, impl, layout
+        order = self._block_order()
+        #: slot (index along dim 2 of ``_canon``) of each residue
+        self._slot = (list(range(t)) if layout == 'interleaved' else
+                      [order.index(r) for r in range(t)])
         if impl == 'auto':
             narrow = cin_g // t < NARROW_BLOCK
             plans = plans if narrow else ('grouped', )
@@ -125,11 +145,39 @@ class PSConv2d(nn.Conv2d):
     def dilation_matrix(self) -> torch.Tensor:
         """``D`` of eq. (3): ``(C_out, C_in / groups)`` effective rates."""
         t = self.interval
-        c = torch.arange(self.out_channels // self.groups)
-        c = c.repeat(self.groups)
-        k = torch.arange(self.in_channels // self.groups)
-        rel = (k[None, :] - c[:, None]) % t
+        res_in, res_out = (torch.empty(n, dtype=torch.long).index_copy_(
+            0, self.residue_channels(n).flatten(),
+            torch.arange(t).repeat_interleave(n // t))
+            for n in (self.in_channels // self.groups,
+                      self.out_channels // self.groups))
+        rel = (res_in[None, :] - res_out.repeat(self.groups)[:, None]) % t
         return torch.tensor(self.pattern)[rel] * self.dilation[0]
+
+    def residue_channels(self, n):
+        """``(t, n / t)`` index, inside a group of ``n`` channels, of residue
+        ``r``'s ``m``-th channel under this layer's ``layout``."""
+        t, b = self.interval, n // self.interval
+        m = torch.arange(b)
+        return torch.stack([self._channel(r, m, b) for r in range(t)])
+
+    def _channel(self, r, m, b):
+        """Channel of residue ``r``, position ``m`` (blocks of ``b``)."""
+        if self.layout == 'interleaved':
+            return m * self.interval + r
+        return self._slot[r] * b + m
+
+    def _block_order(self):
+        """The residue order in which the grouped plan stores its input: the
+        input sets of the merged rate side by side (``_plan``)."""
+        t = self.interval
+        offsets = OrderedDict()
+        for o, rate in enumerate(self.pattern):
+            offsets.setdefault(rate, []).append(o)
+        for rate, offs in offsets.items():
+            blocks = [r for s in self._sets(offs) for r in s]
+            if len(offs) > 1 and sorted(blocks) == list(range(t)):
+                return blocks
+        return list(range(t))
 
     # ---------------------------------------------------------------- plans
     def _plan(self, name, cin_g, cout_g):
@@ -151,28 +199,29 @@ class PSConv2d(nn.Conv2d):
           convolutions far faster than grouped ones with narrow groups.
 
         The weights of a plan's convolutions, one after the other, are a
-        permutation of the dense weight's kernels (``_w_perm_<name>``).
+        permutation of the dense weight's chunks (``_w_perm_<name>``): its
+        kernels, or in the blocks layout the ``B * k * k`` contiguous values
+        from one output channel to one input block, gathered far faster.
         """
         t, groups = self.interval, self.groups
         b_in, b_out = cin_g // t, cout_g // t
         offsets = OrderedDict()
         for o, rate in enumerate(self.pattern):
             offsets.setdefault(rate, []).append(o)
-        order = list(range(t))
+        order = self._block_order()
         convs = []  # (src, rate, groups, [input blocks], [output blocks])
         if name == 'blocks':
             for r in range(t):
                 convs += [(r, rate, 1, [(r, )], [[(r - o) % t for o in offs]])
                           for rate, offs in offsets.items()]
         else:
-            merged = None
-            for rate, offs in offsets.items():
-                sets = self._sets(offs)
-                blocks = [r for s in sets for r in s]
-                if len(offs) > 1 and sorted(blocks) == order:
-                    merged, order = rate, blocks
-                    break
-            for rate, offs in offsets.items():
+            merged = next((rate for rate, offs in offsets.items()
+                           if len(offs) > 1 and [r for s in self._sets(offs)
+                                                 for r in s] == order), None)
+            # the merged rate first: in the blocks layout it writes the
+            # output in place (``_run``)
+            for rate, offs in sorted(offsets.items(),
+                                     key=lambda kv: kv[0] != merged):
                 if rate == merged:
                     sets = self._sets(offs)
                     convs.append((None, rate, groups * len(sets), list(sets),
@@ -180,17 +229,19 @@ class PSConv2d(nn.Conv2d):
                 else:
                     convs += [(None, rate, groups * t, [(r, ) for r in order],
                                [[(r - o) % t] for r in order]) for o in offs]
+        chunk = self._chunk = b_in if self.layout == 'blocks' else 1
         kernels, plan = [], []
         for src, rate, conv_groups, ins, outs in convs:
             first = len(kernels)
             for g in range(groups if src is None else 1):
                 for s_in, s_out in zip(ins, outs):
-                    cols = [m * t + r for r in s_in for m in range(b_in)]
+                    cols = [self._channel(r, m, b_in) // chunk for r in s_in
+                            for m in range(0, b_in, chunk)]
                     for q in s_out:
                         for m in range(b_out):
-                            c = g * cout_g + m * t + q
-                            kernels += [c * cin_g + k for k in cols]
-            plan.append(_Conv(src, rate, conv_groups, len(cols),
+                            c = g * cout_g + self._channel(q, m, b_out)
+                            kernels += [c * cin_g // chunk + k for k in cols]
+            plan.append(_Conv(src, rate, conv_groups, len(cols) * chunk,
                               len(kernels) - first,
                               tuple(q for s in outs for q in s)))
         perm = torch.tensor(kernels, dtype=torch.int32)
@@ -198,9 +249,15 @@ class PSConv2d(nn.Conv2d):
         self.register_buffer(f'_w_perm_{name}', perm, persistent=False)
         self.register_buffer(f'_w_inv_{name}', inv, persistent=False)
         if name == 'grouped':
+            # slots of each conv's output blocks; None: the conv's output is
+            # the layer's layout (all blocks, in slot order, not interleaved)
+            self._out_slots = []
             for i, conv in enumerate(plan):
-                self.register_buffer(f'_out_blocks{i}',
-                                     torch.tensor(conv.blocks),
+                slots = [self._slot[q] for q in conv.blocks]
+                self._out_slots.append(
+                    None if self.layout == 'blocks' and
+                    slots == list(range(t)) else f'_out_blocks{i}')
+                self.register_buffer(f'_out_blocks{i}', torch.tensor(slots),
                                      persistent=False)
             self.register_buffer('_order', torch.tensor(order),
                                  persistent=False)
@@ -230,12 +287,18 @@ class PSConv2d(nn.Conv2d):
 
     # -------------------------------------------------------------- layouts
     def _canon(self, x):
-        """``(N, C, H, W)`` as ``(N, G, t, B, H, W)``; dim 2 is the residue
-        ``c mod t`` (a view: the channels are interleaved)."""
+        """``(N, C, H, W)`` as a ``(N, G, t, B, H, W)`` view; dim 2 is the
+        slot (``_slot``) of the residue ``c mod t``."""
         n, c, h, w = x.shape
         t = self.interval
+        if self.layout == 'blocks':
+            return x.view(n, self.groups, t, c // (self.groups * t), h, w)
         return x.view(n, self.groups, c // (self.groups * t), t, h,
                       w).transpose(2, 3)
+
+    def _block_inputs(self, xb):
+        """Per-residue NCHW views of the ``(t, N, H, W, B)`` block tensor."""
+        return [xb[s].permute(0, 3, 1, 2) for s in self._slot]
 
     def _by_block(self, y, n_blocks):
         """A convolution's output ``(N, G * n_blocks * B, H, W)`` as
@@ -248,9 +311,10 @@ class PSConv2d(nn.Conv2d):
         tensors its convolutions read."""
         n, c, h, w = x.shape
         if name == 'blocks':
-            xb = x.view(n, c // self.interval, self.interval, h,
-                        w).permute(2, 0, 3, 4, 1).contiguous()
-            return xb, [b.permute(0, 3, 1, 2) for b in xb.unbind()]
+            xb = self._canon(x)[:, 0].permute(1, 0, 3, 4, 2).contiguous()
+            return xb, self._block_inputs(xb)
+        if self.layout == 'blocks':
+            return x, [x]
         xg = self._canon(x).index_select(2, self._order).view(n, c, h, w)
         return xg, [xg]
 
@@ -260,12 +324,8 @@ class PSConv2d(nn.Conv2d):
         rearranged input, the per-convolution weights and the output."""
         name = self._which(x)
         plan, terms = self._plans[name]
-        kh, kw = self.kernel_size
         base, inputs = self._inputs(name, x)
-        weights = weight.reshape(-1, kh * kw).index_select(
-            0, getattr(self, f'_w_perm_{name}')).split(
-                [c.kernels for c in plan])
-        ws = [wi.view(-1, c.width, kh, kw) for wi, c in zip(weights, plan)]
+        ws = self._weights(name, weight)
         ys = [
             self._by_block(
                 F.conv2d(inputs[c.src or 0], wi, None, self.stride,
@@ -274,6 +334,15 @@ class PSConv2d(nn.Conv2d):
                 len(c.blocks)) for c, wi in zip(plan, ws)
         ]
         n, _, _, _, ho, wo = ys[0].shape
+        if name == 'grouped' and self._out_slots[0] is None:
+            # the first conv writes every block in place: add the others
+            out = ys[0].view(n, self.out_channels, ho, wo)
+            out_b = self._canon(out)
+            for q, qterms in enumerate(terms):
+                for i, p in qterms:
+                    if i:
+                        out_b[:, :, self._slot[q]].add_(ys[i][:, :, p])
+            return name, base, ws, out
         out = _empty(x, (n, self.out_channels, ho, wo), _format(x))
         # Sum straight into the output where it has the convolutions'
         # layout, else in theirs (transposing adds are slow), then copy.
@@ -281,15 +350,25 @@ class PSConv2d(nn.Conv2d):
                                                         out.stride(2))
         out_b = self._canon(out)
         for q, qterms in enumerate(terms):
+            dst = out_b[:, :, self._slot[q]]
             parts = [ys[i][:, :, p] for i, p in qterms]
             if len(parts) > 1 and same:
-                torch.add(parts[0], parts[1], out=out_b[:, :, q])
-                parts = [out_b[:, :, q]] + parts[2:]
+                torch.add(parts[0], parts[1], out=dst)
+                parts = [dst] + parts[2:]
             for part in parts[1:]:
                 parts[0].add_(part)
             if not same or len(qterms) == 1:
-                out_b[:, :, q].copy_(parts[0])
+                dst.copy_(parts[0])
         return name, base, ws, out
+
+    def _weights(self, name, weight):
+        """The weights of plan ``name``'s convolutions (one gather)."""
+        plan, _ = self._plans[name]
+        kh, kw = self.kernel_size
+        chunks = weight.reshape(-1, self._chunk * kh * kw).index_select(
+            0, getattr(self, f'_w_perm_{name}')).split(
+                [c.chunks for c in plan])
+        return [w.view(-1, c.width, kh, kw) for w, c in zip(chunks, plan)]
 
     @staticmethod
     def _scaled(pair, rate):
@@ -301,7 +380,8 @@ class PSConv2d(nn.Conv2d):
         grad_b = self._canon(grad)
         if name == 'blocks':
             grad_b = grad_b[:, 0].permute(1, 0, 3, 4, 2).contiguous()
-            inputs = [b.permute(0, 3, 1, 2) for b in base.unbind()]
+            grad_b = [grad_b[s] for s in self._slot]
+            inputs = self._block_inputs(base)
         else:
             inputs = [base]
         gxs, gws = [None] * len(inputs), []
@@ -310,10 +390,12 @@ class PSConv2d(nn.Conv2d):
                 gy = (grad_b[c.blocks[0]] if len(c.blocks) == 1 else
                       torch.cat([grad_b[q] for q in c.blocks], -1))
                 gy = gy.permute(0, 3, 1, 2)
+            elif self._out_slots[i] is None:
+                gy = grad
             else:
                 n, _, _, _, h, w = grad_b.shape
                 gy = grad_b.index_select(
-                    2, getattr(self, f'_out_blocks{i}')).view(n, -1, h, w)
+                    2, getattr(self, self._out_slots[i])).view(n, -1, h, w)
             gx, gw, _ = torch.ops.aten.convolution_backward(
                 gy, inputs[c.src or 0], wi, None, self.stride,
                 self._scaled(self.padding, c.rate),
@@ -329,7 +411,9 @@ class PSConv2d(nn.Conv2d):
                             gxs[0].shape[2:], torch.contiguous_format)
             dst = self._canon(grad_x)
             for r, gx in enumerate(gxs):
-                dst[:, 0, r].copy_(gx)
+                dst[:, 0, self._slot[r]].copy_(gx)
+        elif need_x and self.layout == 'blocks':
+            grad_x = gxs[0]
         elif need_x:
             n, c, h, w = gxs[0].shape
             by_block = gxs[0].contiguous().view(n, self.groups, self.interval,
@@ -337,7 +421,7 @@ class PSConv2d(nn.Conv2d):
             grad_x = by_block.transpose(2, 3).index_select(
                 3, self._order_inv).view(n, c, h, w)
         if need_w:
-            k = self.kernel_size[0] * self.kernel_size[1]
+            k = self._chunk * self.kernel_size[0] * self.kernel_size[1]
             grad_w = torch.cat([g.reshape(-1, k) for g in gws]).index_select(
                 0, getattr(self, f'_w_inv_{name}')).view(self.weight.shape)
         return grad_x, grad_w
@@ -359,7 +443,8 @@ class PSConv2d(nn.Conv2d):
 
     def extra_repr(self):
         return (super().extra_repr() +
-                f', pattern={self.pattern}, interval={self.interval}')
+                f', pattern={self.pattern}, interval={self.interval}, '
+                f'layout={self.layout!r}')
 
 
 def _format(x):

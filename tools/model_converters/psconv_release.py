@@ -16,16 +16,18 @@ group for ResNeXt, G groups):
   reads in parts (j + 1) % 4 and (j + 3) % 4.
 
 So the kernel from in part i to out part j has rate ``(2, 1, 4, 1)[(i - j)
-% 4]``: the rate depends on the contiguous part. msdet's PSConv has one
-dense weight with rate ``pattern[(k - c) % 4]`` (pattern (1, 2, 1, 4); c, k
-channel indices inside the group), which depends on channel residues mod 4.
-With ``s`` such that ``pattern[(o + s) % 4] == (2, 1, 4, 1)[o]`` (s = 1),
-release channel ``m`` of part ``p`` (inside its group) becomes msdet channel
+% 4]``. msdet's PSConv has one dense weight whose kernel from an input
+channel of residue r to an output channel of residue q has rate
+``pattern[(r - q) % 4]`` (pattern (1, 2, 1, 4)); where residue r's m-th
+channel sits is the layer's layout (``PSConv2d.residue_channels``). With
+``s`` such that ``pattern[(o + s) % 4] == (2, 1, 4, 1)[o]`` (s = 1), release
+channel ``m`` of part ``p`` (inside its group) becomes msdet's m-th channel
+of residue
 
-    input  (conv2's in,  = conv1's out):  4 * m + (p + s) % 4
-    output (conv2's out, = conv3's in):   4 * m + p
+    input  (conv2's in,  = conv1's out):  (p + s) % 4
+    output (conv2's out, = conv3's in):   p
 
-so ``(k - c) % 4 = (i + s - j) % 4`` and every kernel keeps its rate. The
+so ``(r - q) % 4 = (i + s - j) % 4`` and every kernel keeps its rate. The
 merged weight is permuted accordingly, and the permutations are folded into
 the neighbours: conv1's output rows and bn1 (input permutation), bn2 and
 conv3's input columns (output permutation). Every block then computes
@@ -77,15 +79,16 @@ def rate_shift(pattern):
         'default pattern (1, 2, 1, 4).')
 
 
-def channel_dest(channels, groups, shift):
-    """msdet index of each release channel of conv2 (``shift`` = s for its
-    input, 0 for its output)."""
-    n = channels // groups
+def channel_dest(conv, channels, shift):
+    """msdet index of each of the ``channels`` release channels on one side
+    of ``conv`` (msdet's PSConv2d; ``shift`` = s for its input, 0 for its
+    output)."""
+    n = channels // conv.groups
     a = n // PARTS
     idx = torch.arange(channels)
     group, local = idx // n, idx % n
     part, pos = local // a, local % a
-    return group * n + PARTS * pos + (part + shift) % PARTS
+    return group * n + conv.residue_channels(n)[(part + shift) % PARTS, pos]
 
 
 def merged_weight(prefix, gw, gw_shift, conv, groups, zero_masked, src):
@@ -142,7 +145,8 @@ def make_rule(target, args):
             conv2 = target.get_submodule(prefix).conv2
             s = rate_shift(conv2.pattern)
             c, g = conv2.in_channels, conv2.groups
-            dests[prefix] = (channel_dest(c, g, s), channel_dest(c, g, 0),
+            dests[prefix] = (channel_dest(conv2, c, s),
+                             channel_dest(conv2, conv2.out_channels, 0),
                              c // g, g)
         return dests[prefix]
 
