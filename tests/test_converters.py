@@ -17,7 +17,7 @@ from mmengine.registry import MODELS
 from msdet.models.backbones import PSResNet
 from msdet.models.converters import (ConversionError, SourceDict,
                                      build_target, convert_state_dict,
-                                     infer_depth, load_source)
+                                     infer_depth, load_source, same_key)
 from msdet.ops import PSConv2d
 from conftest import load_tool
 
@@ -613,7 +613,7 @@ def test_vgg16_bn_bad_sources_are_named():
     target = build_target(tool.target_cfg(source))
     with pytest.raises(ConversionError) as err:
         convert_state_dict(source, target.state_dict(),
-                           tool.make_rule(target), tool.DROP)
+                           same_key, tool.DROP)
     msg = str(err.value)
     assert 'missing in the source (1):\n  features.11.running_var' in msg
     assert 'unknown source keys (not used by the conversion) (1):\n' \

@@ -316,17 +316,24 @@ def _names(keys, limit=8):
 
 
 # --------------------------------------------------------------------- CLI
-def converter_main(argv, *, description, layout, target_cfg, make_rule,
-                   equivalence, drop=None, add_arguments=None):
-    """The command line of one layout's script.
+def converter_main(script, argv=None):
+    """The command line of one layout's script, ``script`` being its
+    namespace (``globals()``).
 
-    ``python SCRIPT SRC DST [--trust-source] [layout options]``.
-    ``target_cfg(source, args)`` and ``make_rule(target, args)`` are the
-    layout's (see the module docstring); ``equivalence(args, src)`` returns
-    ``dict(kind=..., statement=str)`` for the report and meta, ``kind`` one
-    of ``EQUIVALENCE``. Returns the written meta; on a bad source, exits
-    with the error (every bad key named) and writes nothing.
+    ``python SCRIPT SRC DST [--trust-source] [layout options]``. The script
+    defines ``LAYOUT`` (a name for its source layout), ``target_cfg(source,
+    args)``, ``equivalence(args, src)`` (``dict(kind=..., statement=str)``
+    for the report and meta, ``kind`` one of ``EQUIVALENCE``), and
+    optionally ``make_rule(target, args)`` (default: the same keys),
+    ``DROP`` (default ``CLASSIFIER``) and ``add_arguments(parser)``; see the
+    module docstring. Returns the written meta; on a bad source, exits with
+    the error (every bad key named) and writes nothing.
     """
+    description, layout = script['__doc__'], script['LAYOUT']
+    target_cfg, equivalence = script['target_cfg'], script['equivalence']
+    make_rule = script.get('make_rule', lambda target, args: same_key)
+    drop, add_arguments = (script.get('DROP', CLASSIFIER),
+                           script.get('add_arguments'))
     parser = argparse.ArgumentParser(
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -51,10 +51,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
 from msdet.models.backbones import ElasticResNeXt  # noqa: E402
-from msdet.models.converters import (CLASSIFIER, NBT,  # noqa: E402
-                                     ConversionError, converter_main,
-                                     infer_depth, infer_resnet_widths,
-                                     source_shape)
+from msdet.models.converters import (NBT, ConversionError,  # noqa: E402
+                                     converter_main, infer_depth,
+                                     infer_resnet_widths, source_shape)
 
 LAYOUT = 'ELASTIC release ResNeXt (conv1..3 and conv1_d..3_d halves)'
 #: Blocks per stage by (depth, layout), for ``infer_depth``.
@@ -164,10 +163,7 @@ def add_arguments(parser):
 
 
 def main(argv=None):
-    return converter_main(
-        argv, description=__doc__, layout=LAYOUT, target_cfg=target_cfg,
-        make_rule=make_rule, equivalence=equivalence, drop=CLASSIFIER,
-        add_arguments=add_arguments)
+    return converter_main(globals(), argv)
 
 
 if __name__ == '__main__':

@@ -55,7 +55,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
 from msdet.models.backbones import PSResNet  # noqa: E402
-from msdet.models.converters import (CLASSIFIER, ConversionError,  # noqa: E402
+from msdet.models.converters import (ConversionError,  # noqa: E402
                                      converter_main, infer_resnet_cfg)
 
 PARTS = 4
@@ -204,10 +204,7 @@ def add_arguments(parser):
 
 
 def main(argv=None):
-    return converter_main(
-        argv, description=__doc__, layout=LAYOUT, target_cfg=target_cfg,
-        make_rule=make_rule, equivalence=equivalence, drop=CLASSIFIER,
-        add_arguments=add_arguments)
+    return converter_main(globals(), argv)
 
 
 if __name__ == '__main__':

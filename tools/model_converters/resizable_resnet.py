@@ -23,7 +23,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
 from msdet.models.backbones.resizable_resnet import (  # noqa: E402
     DEFAULT_FACTORS, ResizableResNet)
-from msdet.models.converters import (CLASSIFIER, ConversionError,  # noqa
+from msdet.models.converters import (ConversionError,  # noqa: E402
                                      converter_main, infer_resnet_cfg)
 
 LAYOUT = 'torchvision ResNet-50/101 (ImageNet classifier)'
@@ -63,10 +63,7 @@ def equivalence(args, src):
 
 
 def main(argv=None):
-    return converter_main(
-        argv, description=__doc__, layout=LAYOUT, target_cfg=target_cfg,
-        make_rule=make_rule, equivalence=equivalence, drop=CLASSIFIER,
-        add_arguments=add_arguments)
+    return converter_main(globals(), argv)
 
 
 if __name__ == '__main__':

@@ -51,8 +51,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
 from msdet.models.backbones import ScaleNet  # noqa: E402
-from msdet.models.converters import (CLASSIFIER, converter_main,  # noqa: E402
-                                     infer_depth, source_shape)
+from msdet.models.converters import (converter_main, infer_depth,  # noqa: E402
+                                     source_shape)
 
 LAYOUT = 'ScaleNet release (conv2.{i} / bn2.{i} per scale)'
 _SA_RE = re.compile(r'^(layer\d+\.\d+)\.(?:conv2\.branches\.(\d+)\.weight|'
@@ -108,10 +108,7 @@ def add_arguments(parser):
 
 
 def main(argv=None):
-    return converter_main(
-        argv, description=__doc__, layout=LAYOUT, target_cfg=target_cfg,
-        make_rule=make_rule, equivalence=equivalence, drop=CLASSIFIER,
-        add_arguments=add_arguments)
+    return converter_main(globals(), argv)
 
 
 if __name__ == '__main__':

@@ -24,8 +24,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
 from msdet.models.backbones import PSResNet  # noqa: E402
-from msdet.models.converters import (CLASSIFIER, converter_main,  # noqa: E402
-                                     infer_resnet_cfg, same_key)
+from msdet.models.converters import (converter_main,  # noqa: E402
+                                     infer_resnet_cfg)
 
 LAYOUT = 'torchvision ResNet/ResNeXt (ImageNet classifier)'
 
@@ -34,9 +34,6 @@ def target_cfg(source, args=None):
     cfg = infer_resnet_cfg(source, PSResNet.arch_settings, 'PSResNet')
     return dict(type='PSResNeXt' if 'groups' in cfg else 'PSResNet', **cfg)
 
-
-def make_rule(target, args=None):
-    return same_key
 
 
 def equivalence(args, src):
@@ -47,9 +44,7 @@ def equivalence(args, src):
 
 
 def main(argv=None):
-    return converter_main(
-        argv, description=__doc__, layout=LAYOUT, target_cfg=target_cfg,
-        make_rule=make_rule, equivalence=equivalence, drop=CLASSIFIER)
+    return converter_main(globals(), argv)
 
 
 if __name__ == '__main__':

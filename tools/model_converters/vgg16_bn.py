@@ -30,8 +30,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
 from msdet.models.backbones import SlimmableVGG  # noqa: E402
-from msdet.models.converters import (CLASSIFIER, ConversionError,  # noqa
-                                     converter_main, same_key, source_shape)
+from msdet.models.converters import (CLASSIFIER, ConversionError,  # noqa: E402
+                                     converter_main, source_shape)
 
 LAYOUT = 'torchvision VGG-BN (ImageNet classifier)'
 DROP = {'classifier.': CLASSIFIER['fc.']}
@@ -68,9 +68,6 @@ def target_cfg(source, args=None):
     return cfg
 
 
-def make_rule(target, args=None):
-    return same_key
-
 
 def equivalence(args, src):
     return dict(kind='conditional', statement=(
@@ -80,9 +77,7 @@ def equivalence(args, src):
 
 
 def main(argv=None):
-    return converter_main(
-        argv, description=__doc__, layout=LAYOUT, target_cfg=target_cfg,
-        make_rule=make_rule, equivalence=equivalence, drop=DROP)
+    return converter_main(globals(), argv)
 
 
 if __name__ == '__main__':
