@@ -14,6 +14,7 @@ from mmcv.cnn import VGG
 from mmengine.analysis import FlopAnalyzer
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
 from mmengine.registry import HOOKS, TASK_UTILS, DefaultScope
@@ -594,6 +595,7 @@ def ddp_worker(rank, port, out):
     model = MMDistributedDataParallel(module=Toy())
     runner = SimpleNamespace(
         model=model, seed=17 + rank,  # as with diff_rank_seed: rank 0 wins
+        message_hub=MessageHub.get_instance(f'ddp_toy{rank}'),
         optim_wrapper=OptimWrapper(torch.optim.SGD(model.parameters(),
                                                    lr=0.1)))
     hook = SubnetSwitchHook(dict(type='WidthOnlySampler'), calib_images=0)

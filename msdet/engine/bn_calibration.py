@@ -12,7 +12,7 @@ from .rescale import rescale_batch
 
 @torch.no_grad()
 def recalibrate_bn(model, data_loader, num_images=2000, subnet=None,
-                   scale=None):
+                   scale=None, distributed=True):
     """Re-estimate BN statistics for one (sub-network, input scale).
 
     Sets ``subnet`` (e.g. ``dict(width=0.5)``) if given, then feeds
@@ -27,8 +27,11 @@ def recalibrate_bn(model, data_loader, num_images=2000, subnet=None,
     ``data_loader`` yields batches as the runner's dataloaders do; the model
     runs its data preprocessor and ``mode='tensor'`` forward. Under DDP every
     rank uses ``ceil(num_images / world_size)`` images of its own shard and
-    the statistics are averaged over ranks. Returns the number of images
-    used (on this rank); fewer than asked if the loader runs out.
+    the statistics are averaged over ranks; with ``distributed=False`` this
+    process alone uses ``num_images`` of ``data_loader`` and communicates
+    nothing (e.g. rank 0 computing what one process would, to broadcast).
+    Returns the number of images used (on this rank); fewer than asked if
+    the loader runs out.
     """
     if not (isinstance(num_images, int) and num_images >= 1):
         raise ValueError(f'recalibrate_bn: num_images={num_images!r}; '
@@ -36,7 +39,8 @@ def recalibrate_bn(model, data_loader, num_images=2000, subnet=None,
     core = unwrap_model(model)
     if subnet:
         set_subnet(core, **subnet)
-    quota = math.ceil(num_images / get_world_size())
+    world_size = get_world_size() if distributed else 1
+    quota = math.ceil(num_images / world_size)
     bns = [m for m in core.modules()
            if isinstance(m, _BatchNorm) and m.track_running_stats]
     momenta = {}
@@ -71,7 +75,7 @@ def recalibrate_bn(model, data_loader, num_images=2000, subnet=None,
             bn.momentum = momentum
         for m, training in modes:
             m.training = training
-    if get_world_size() > 1:
+    if world_size > 1:
         for bn in bns:
             if bn in momenta:
                 all_reduce(bn.running_mean, op='mean')

@@ -25,7 +25,9 @@ class SubnetSwitchHook(Hook):
     run, by :func:`multi_subnet_train_step`: the same mini-batch through
     every sub-network, gradients accumulated, one optimizer step. Per
     sub-network losses are logged as ``largest_loss``, ``smallest_loss``,
-    ``random1_loss``, ... .
+    ``random1_loss``, ... ; the iteration's sub-networks themselves are in
+    the message hub, ``runner.message_hub.get_info('subnets')``: a list of
+    ``dict(name, settings, scale)`` in training order.
 
     Between iterations the model is left at the sampler's default (largest)
     sub-network. As BN statistics are shared by all sub-networks, those of
@@ -86,6 +88,9 @@ class SubnetSwitchHook(Hook):
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         self.subnets = self.sampler.sample(
             iteration_rng(self.seed, runner.iter), runner.iter, runner.epoch)
+        runner.message_hub.update_info('subnets', [
+            dict(name=s.name, settings=dict(s.settings), scale=s.scale)
+            for s in self.subnets])
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):

@@ -3,6 +3,7 @@ import copy
 import time
 
 import torch
+from mmengine.dist import all_reduce, broadcast, get_rank, get_world_size
 from mmengine.registry import LOOPS
 from mmengine.runner import TestLoop, autocast
 
@@ -44,7 +45,11 @@ class ScaleSweepTestLoop(TestLoop):
     dataloader is rebuilt (so worker processes see it) and the evaluator runs
     as in mmengine's ``TestLoop``. Each setting also records the per-image
     latency of ``model.test_step`` and the backbone's and the whole model's
-    GFLOPs on the first test image at that setting. Results:
+    GFLOPs on the first test image at that setting. Under DDP every rank
+    tests its shard, the evaluator gathers all, latency is the mean over
+    all ranks' images, and BN recalibration is what one process computes
+    (rank 0 on the whole training loader, broadcast), so the numbers do not
+    depend on the number of processes. Results:
     ``self.records`` (one dict per setting) and the returned metrics, keyed
     ``{setting}_s{short}/<metric>``, e.g. ``width0.5_s600/coco/bbox_mAP``.
 
@@ -124,9 +129,7 @@ class ScaleSweepTestLoop(TestLoop):
                 set_subnet(model, **subnet)
             for short in self.scales:
                 if self.recalibrate_bn:
-                    recalibrate_bn(model, self._train_loader(),
-                                   self.recalibrate_bn, subnet,
-                                   self.test_scale(short))
+                    self._recalibrate(core, subnet, short)
                     model.eval()
                 self.dataloader = self._build_loader(short)
                 record = dict(subnet=subnet, short_side=short,
@@ -140,21 +143,40 @@ class ScaleSweepTestLoop(TestLoop):
         self.runner.call_hook('after_test')
         return metrics
 
+    def _recalibrate(self, core, subnet, short):
+        """BN statistics for one setting; under DDP rank 0 computes them as
+        one process would and every rank receives them."""
+        if get_world_size() == 1:
+            recalibrate_bn(core, self._train_loader(), self.recalibrate_bn,
+                           subnet, self.test_scale(short))
+            return
+        if get_rank() == 0:
+            recalibrate_bn(core, self._train_loader(), self.recalibrate_bn,
+                           subnet, self.test_scale(short), distributed=False)
+        for buffer in core.buffers():
+            broadcast(buffer, src=0)
+
     def _train_loader(self):
+        """The training loader (as one process sees it, also under DDP)."""
         if not hasattr(self, '_calib_loader'):
             self._calib_loader = self.runner.build_dataloader(
                 self.runner.cfg.train_dataloader, seed=self.runner.seed)
+            sampler = getattr(self._calib_loader.batch_sampler, 'sampler',
+                              self._calib_loader.sampler)
+            _unshard(sampler)
         return self._calib_loader
 
     def _run_setting(self, core):
-        self._model_time, out = 0.0, {}
+        self._model_time, self._images, out = 0.0, 0, {}
         for idx, data_batch in enumerate(self.dataloader):
             if idx == 0 and self.count_flops:
                 out.update(self._gflops(core, data_batch))
             self.run_iter(idx, data_batch)
-        n = len(self.dataloader.dataset)
-        out['metrics'] = self.evaluator.evaluate(n)
-        out['latency_ms'] = 1000 * self._model_time / n
+        out['metrics'] = self.evaluator.evaluate(len(self.dataloader.dataset))
+        totals = torch.tensor([self._model_time, self._images],
+                              dtype=torch.float64)
+        all_reduce(totals)  # this rank's alone without DDP
+        out['latency_ms'] = 1000 * totals[0].item() / totals[1].item()
         return out
 
     @torch.no_grad()
@@ -176,12 +198,24 @@ class ScaleSweepTestLoop(TestLoop):
             outputs = self.runner.model.test_step(data_batch)
         _sync()
         self._model_time += time.perf_counter() - start
+        self._images += len(data_batch['inputs'])
         self.evaluator.process(data_samples=outputs, data_batch=data_batch)
         self.runner.call_hook(
             'after_test_iter',
             batch_idx=idx,
             data_batch=data_batch,
             outputs=outputs)
+
+
+def _unshard(sampler):
+    """Make an mmengine ``DefaultSampler`` / ``InfiniteSampler`` under DDP
+    yield every index, in one process's order, instead of this rank's
+    shard."""
+    if getattr(sampler, 'world_size', 1) == 1:
+        return
+    sampler.rank, sampler.world_size = 0, 1
+    if hasattr(sampler, 'total_size'):  # DefaultSampler: its padded length
+        sampler.num_samples = sampler.total_size = len(sampler.dataset)
 
 
 def _sync():

@@ -5,6 +5,8 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .dist import check_cuda_only_settings
+
 
 def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
     """Load ``path`` the way mmdet's tools do: CLI overrides, then work_dir
@@ -24,6 +26,9 @@ def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
 
 
 def build_runner(cfg):
-    """The config's ``runner_type`` if it names one, else mmengine's Runner."""
+    """The config's ``runner_type`` if it names one, else mmengine's Runner;
+    settings this machine cannot run (CUDA-only, see
+    :func:`msdet.utils.dist.check_cuda_only_settings`) are refused first."""
+    check_cuda_only_settings(cfg)
     return (RUNNERS.build(cfg) if 'runner_type' in cfg else
             Runner.from_cfg(cfg))
