@@ -8,14 +8,12 @@ import torch
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True, scope='session')
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """The suite's models are small: on a 2-core machine (busy or not) two
-    OpenMP threads mostly wait on each other, one is as fast or faster."""
-    threads = torch.get_num_threads()
+    OpenMP threads mostly wait on each other, one is as fast or faster. Set
+    before every test, as some (the benchmark's) change it."""
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def load_tool(path):

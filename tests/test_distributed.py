@@ -188,10 +188,11 @@ def test_dist_test_equals_one_process(ddp_trained, workdir):
     preds = [pickle.loads((workdir / f'test{n}/pred.pkl').read_bytes())
              for n in (1, 2)]
     assert [p['img_id'] for p in preds[1]] == [1, 2, 3, 4, 5]
-    for a, b in zip(*preds):
+    for a, b in zip(*preds):  # per-rank batches may round differently
         for k in ('bboxes', 'scores', 'labels'):
-            assert torch.equal(a['pred_instances'][k],
-                               b['pred_instances'][k]), (a['img_id'], k)
+            torch.testing.assert_close(a['pred_instances'][k],
+                                       b['pred_instances'][k], rtol=1e-5,
+                                       atol=1e-4, msg=f"{a['img_id']} {k}")
     assert sorted(p.name for p in (workdir / 'test2').iterdir()
                   if p.is_file()) == ['ddp.py', 'metrics.json', 'pred.pkl']
 

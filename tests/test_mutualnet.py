@@ -609,6 +609,7 @@ def ddp_worker(rank, port, out):
         hook.after_train_iter(runner, it)
     torch.save(dict(subnets=sampled, params=dict(
         model.module.named_parameters())), osp.join(out, f'{rank}.pt'))
+    torch.distributed.barrier()  # neither rank tears gloo down early
     torch.distributed.destroy_process_group()
 
 
