@@ -1,6 +1,7 @@
 """One 3x3 layer, four ways: dense, dilated (d=2), PSConv and the "three
 masked convolutions" form of the PSConv release (``MaskedThreeConv``),
-forward (inference, no autograd) and forward+backward, fp32."""
+forward (inference: eval mode, no autograd) and forward+backward (training
+mode), fp32."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -106,6 +107,8 @@ def bench_shape(channels, height, width, kind, batch, reps, device):
     modules = {v: build(v, channels).to(device) for v in VARIANTS}
     for mode in ('fwd', 'fwd+bwd'):
         backward = mode == 'fwd+bwd'
+        for m in modules.values():  # inference in eval mode
+            m.train(backward)
         x = torch.randn(batch, channels, height, width, device=device,
                         requires_grad=backward)
         fns = {v: _runner(m, x, backward) for v, m in modules.items()}

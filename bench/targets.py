@@ -32,13 +32,15 @@ def _conv_why(row, fwd_row):
         parts.append(
             f"its per-rate convolutions alone ({fwd_row['plan']} plan) take "
             f'{only:.2f}x the dense conv (narrow/dilated oneDNN kernels below '
-            f'dense efficiency) and its data movement (weight gather into '
-            f'the per-rate convolutions, output block sums; the blocks plan '
-            f'also transposes its input and output) adds {moved:.2f}x')
-    if c * c * 9 > n * c * h * w:
+            f'dense efficiency) and its data movement (output block sums; '
+            f'the blocks plan also transposes its input and output) adds '
+            f'{moved:.2f}x')
+    if c * c * 9 > n * c * h * w and row['mode'] == 'fwd+bwd':
         parts.append(f'weight-bound shape: the weight is '
-                     f'{9 * c / (n * h * w):.1f}x the input, and PSConv '
-                     'gathers it into per-rate weights on every call')
+                     f'{9 * c / (n * h * w):.1f}x the input, and in training '
+                     'PSConv gathers it into per-rate weights on every call '
+                     '(eval mode keeps them) and scatters their gradients '
+                     'back')
     if row['mode'] == 'fwd+bwd':
         parts.append('the backward runs the per-rate convolutions again for '
                      'input and weight gradients and gathers the output '

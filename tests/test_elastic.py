@@ -11,6 +11,7 @@ from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from msdet.models.backbones import ElasticBottleneck, ElasticResNeXt
+from msdet.ops.feature_resize import avg_pool2x, upsample2x
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FC_PARAMS = 2048 * 1000 + 1000  # the ImageNet classifier the paper counts
@@ -294,3 +295,20 @@ def test_detector_configs(det, depth):
     assert bb.init_cfg.checkpoint == \
         f'checkpoints/elastic_resnext{depth}_32x4d_imagenet.pth'
     assert cfg.train_cfg.max_epochs == 12
+
+
+@pytest.mark.parametrize('size', [(8, 6), (7, 5), (1, 1), (1, 3), (9, 10)])
+def test_fast_pool_and_upsample_equal_aten_with_gradients(size):
+    """The CPU paths of the Elastic block's 2x average pool (ceil mode) and
+    2x bilinear upsample compute aten's functions and gradients; a trace
+    (FLOP counting) records aten's ops."""
+    x = torch.randn(2, 3, *size, dtype=torch.double, requires_grad=True)
+    pairs = [(avg_pool2x, lambda t: F.avg_pool2d(t, 2, ceil_mode=True),
+              'aten::avg_pool2d'),
+             (upsample2x, lambda t: F.interpolate(
+                 t, scale_factor=2, mode='bilinear', align_corners=False),
+              'aten::upsample_bilinear2d')]
+    for fast, ref, op in pairs:
+        torch.testing.assert_close(fast(x), ref(x), rtol=1e-12, atol=1e-12)
+        assert torch.autograd.gradcheck(fast, (x, ), fast_mode=True)
+        assert op in str(torch.jit.trace(fast, (x.detach(), )).graph)

@@ -113,3 +113,29 @@ def test_plans_hold_no_state():
     assert set(conv.state_dict()) == {'weight'}
     conv.double()  # index buffers stay integer
     assert conv._w_perm_grouped.dtype == torch.int32
+
+
+def test_eval_caches_the_per_rate_weights_until_they_change():
+    torch.manual_seed(0)
+    conv = PSConv2d(16, 16, 3).eval()
+    x = torch.randn(1, 16, 9, 9)
+
+    def ref():
+        return naive_psconv(x, conv.weight, conv.dilation_matrix, 1, 1)
+
+    with torch.no_grad():
+        first = conv._weights('grouped', conv.weight)
+        assert conv._weights('grouped', conv.weight) is first
+        torch.testing.assert_close(conv(x), ref())
+        conv.weight.mul_(2)  # an optimizer step / load_state_dict: versioned
+        torch.testing.assert_close(conv(x), ref())
+        conv.weight.data.copy_(torch.randn_like(conv.weight))  # unversioned,
+        conv.eval()  # as by EMAHook's swap then the val loop's eval()
+        torch.testing.assert_close(conv(x), ref())
+    conv.train()
+    with torch.no_grad():  # training mode and autograd never keep them
+        assert conv._weights('grouped', conv.weight) is not \
+            conv._weights('grouped', conv.weight)
+    conv.eval()
+    assert conv._weights('grouped', conv.weight) is not \
+        conv._weights('grouped', conv.weight)

@@ -1,4 +1,6 @@
-"""The resize operation G(x; s) of resizable networks (Resizable paper, eq. 1).
+"""Resizing feature maps: the resize operation G(x; s) of resizable networks
+(Resizable paper, eq. 1), and the exact 2x average-pool / bilinear upsample
+pair of Elastic blocks (``avg_pool2x``, ``upsample2x``).
 
 ``G`` changes the spatial size of a feature map by an arbitrary, possibly
 non-integer factor ``s`` with bilinear interpolation (section 3.1: "the
@@ -49,3 +51,84 @@ def feature_resize(x: torch.Tensor, factor: Union[float, int]) -> torch.Tensor:
     if size == tuple(int(v) for v in x.shape[-2:]):
         return x
     return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+
+
+def avg_pool2x(x: torch.Tensor) -> torch.Tensor:
+    """``F.avg_pool2d(x, 2, ceil_mode=True)``: 2x2 averages, an odd last
+    row/column averaging its real pixels (= replicate padding to even).
+
+    On CPU computed by two strided adds (several times faster than aten's
+    NCHW kernel), gradient by aten's ``avg_pool2d_backward``; elsewhere, and
+    under tracing (FLOP counting), aten's op itself.
+    """
+    if x.is_cuda or torch.jit.is_tracing():
+        return F.avg_pool2d(x, 2, ceil_mode=True)
+    return _AvgPool2x.apply(x)
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """``F.interpolate(x, scale_factor=2, mode='bilinear',
+    align_corners=False)``: rows ``2i`` / ``2i + 1`` are ``0.75 x[i] + 0.25
+    x[i -/+ 1]`` (edges clamped), then the same along columns.
+
+    On CPU computed by four ``lerp`` passes (aten's NCHW kernel converts
+    layouts and is several times slower), gradient by aten's
+    ``upsample_bilinear2d_backward``; elsewhere, and under tracing, aten's
+    op itself.
+    """
+    if x.is_cuda or torch.jit.is_tracing():
+        return F.interpolate(x, scale_factor=2, mode='bilinear',
+                             align_corners=False)
+    return _Upsample2x.apply(x)
+
+
+class _AvgPool2x(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, w % 2, 0, h % 2), mode='replicate')
+        rows = x[..., 0::2, :] + x[..., 1::2, :]
+        return rows[..., 0::2].add_(rows[..., 1::2]).mul_(0.25)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, = ctx.saved_tensors
+        return torch.ops.aten.avg_pool2d_backward(grad, x, [2, 2], [2, 2],
+                                                  [0, 0], True, True, None)
+
+
+class _Upsample2x(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.size = tuple(x.shape)
+        y = _lerp2x(x, -2)
+        return _lerp2x(y, -1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        n, c, h, w = ctx.size
+        return torch.ops.aten.upsample_bilinear2d_backward(
+            grad.contiguous(), [2 * h, 2 * w], [n, c, h, w], False, 2.0, 2.0)
+
+
+def _lerp2x(x, dim):
+    """2x linear upsampling (half-pixel centres) of ``x`` along ``dim``."""
+    shape = list(x.shape)
+    n = shape[dim]
+    shape[dim] = 2 * n
+    out = x.new_empty(shape)
+
+    def sl(t, *args):  # t[..., slice(*args), (:)] at dim
+        return t[(slice(None), ) * (t.dim() + dim) + (slice(*args), )]
+
+    torch.lerp(sl(x, 1, None), sl(x, None, -1), 0.25,
+               out=sl(out, 2, None, 2))
+    torch.lerp(sl(x, None, -1), sl(x, 1, None), 0.25,
+               out=sl(out, 1, -1, 2))
+    sl(out, 0, 1).copy_(sl(x, 0, 1))
+    sl(out, -1, None).copy_(sl(x, -1, None))
+    return out

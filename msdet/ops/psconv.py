@@ -111,6 +111,7 @@ class PSConv2d(nn.Conv2d):
             raise ValueError(f'PSConv: layout={layout!r}; allowed: '
                              "'blocks', 'interleaved'.")
         self.interval, self.impl, self.layout = t, impl, layout
+        self._cached = None  # (key, per-rate weights), see ``_weights``
         order = self._block_order()
         #: slot (index along dim 2 of ``_canon``) of each residue
         self._slot = (list(range(t)) if layout == 'interleaved' else
@@ -362,13 +363,33 @@ class PSConv2d(nn.Conv2d):
         return name, base, ws, out
 
     def _weights(self, name, weight):
-        """The weights of plan ``name``'s convolutions (one gather)."""
+        """The weights of plan ``name``'s convolutions (one gather).
+
+        In eval mode without autograd they are kept for the next call while
+        ``weight`` is the same tensor at the same version (inference is then
+        as weight-bound as a dense conv, not twice). Setting the module's
+        mode (``train()`` / ``eval()``, which the runner's loops and
+        mmengine's EMA hook do after swapping weights through ``.data``)
+        drops them.
+        """
+        cache = not (self.training or torch.is_grad_enabled()
+                     or torch.jit.is_tracing())
+        key = (name, weight.data_ptr(), weight._version, weight.dtype,
+               weight.device)
+        if cache and self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
         plan, _ = self._plans[name]
         kh, kw = self.kernel_size
         chunks = weight.reshape(-1, self._chunk * kh * kw).index_select(
             0, getattr(self, f'_w_perm_{name}')).split(
                 [c.chunks for c in plan])
-        return [w.view(-1, c.width, kh, kw) for w, c in zip(chunks, plan)]
+        ws = [w.view(-1, c.width, kh, kw) for w, c in zip(chunks, plan)]
+        self._cached = (key, ws) if cache else None
+        return ws
+
+    def train(self, mode=True):
+        self._cached = None
+        return super().train(mode)
 
     @staticmethod
     def _scaled(pair, rate):

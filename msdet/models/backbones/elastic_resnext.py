@@ -1,12 +1,12 @@
 """Elastic-ResNeXt (ELASTIC, Wang et al., CVPR 2019: sections 3.2-3.3,
 4.1.1, appendix A-B, fig. 3 left, tables 2, 7, 8 and 10)."""
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmdet.models.backbones.resnext import Bottleneck as _XBottleneck
 from mmdet.models.backbones.resnext import ResNeXt
 from mmengine.registry import MODELS
 
+from ...ops.feature_resize import avg_pool2x, upsample2x
 from .utils import check_resnet_args, zero_init_last_norm
 
 
@@ -117,13 +117,11 @@ class ElasticBottleneck(_XBottleneck):
         def _inner_forward(x):
             high = self._branch(x, self.conv1, self.norm1, self.conv2,
                                 self.norm2, self.conv3)
-            low = self._branch(
-                F.avg_pool2d(x, 2, ceil_mode=True), self.conv1_low,
-                self.norm1_low, self.conv2_low, self.norm2_low,
-                self.conv3_low)
-            low = F.interpolate(
-                low, scale_factor=2, mode='bilinear', align_corners=False)
-            out = self.norm3(high + low[..., :x.shape[2], :x.shape[3]])
+            low = self._branch(avg_pool2x(x), self.conv1_low,
+                               self.norm1_low, self.conv2_low,
+                               self.norm2_low, self.conv3_low)
+            low = upsample2x(low)[..., :x.shape[2], :x.shape[3]]
+            out = self.norm3(high.add_(low))
             identity = x if self.downsample is None else self.downsample(x)
             return out + identity
 
