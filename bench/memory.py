@@ -1,11 +1,15 @@
 """Peak memory of one call: CUDA allocator peak on a GPU; on CPU the growth
 of the process's peak resident set (Linux ``VmHWM``, reset through
 ``/proc/self/clear_refs``) over the resident set before the call, after
-freed heap memory was handed back (glibc ``malloc_trim``)."""
+freed heap memory was handed back (glibc ``malloc_trim``), with every
+large block its own mapping during the call (``timing.EXACT``), so that the
+peak is that of the live tensors, not of the heap's history."""
 import ctypes
 import gc
 
 import torch
+
+from .timing import EXACT, active_malloc, set_malloc
 
 
 def _status_kib(key):
@@ -47,9 +51,14 @@ def peak_mib(fn, device='cpu'):
     if not cpu_peak_supported():
         fn()
         return None
-    _trim()
-    with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')
-    before = _status_kib('VmRSS')
-    fn()
-    return (_status_kib('VmHWM') - before) / 1024
+    restore = active_malloc()
+    set_malloc(EXACT)
+    try:
+        _trim()
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        before = _status_kib('VmRSS')
+        fn()
+        return (_status_kib('VmHWM') - before) / 1024
+    finally:
+        set_malloc(restore)

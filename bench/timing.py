@@ -30,11 +30,31 @@ def steady_malloc():
     OS on free and every call page-faults its buffers afresh (about as long
     as a ResNet-50 stage-1 3x3 conv itself), which penalises layers with
     more temporaries. Returns whether it applied (glibc only)."""
+    return set_malloc(STEADY)
+
+
+#: glibc settings under which every block of 128 KiB or more is its own
+#: mapping, unmapped on free: the resident set follows the live tensors
+#: (``bench.memory`` measures peaks so, then restores ``STEADY``).
+EXACT = {_M_TRIM_THRESHOLD: 2**17, _M_TOP_PAD: 0, _M_MMAP_THRESHOLD: 2**17}
+_active = {}
+
+
+def set_malloc(params):
+    """Apply glibc ``mallopt`` settings; whether they applied (glibc)."""
     try:
         mallopt = ctypes.CDLL('libc.so.6').mallopt
     except (OSError, AttributeError):
         return False
-    return all(mallopt(k, v) == 1 for k, v in STEADY.items())
+    ok = all(mallopt(k, v) == 1 for k, v in params.items())
+    if ok:
+        _active.update(params)
+    return ok
+
+
+def active_malloc():
+    """The ``mallopt`` settings this process applied (empty: glibc's)."""
+    return dict(_active)
 
 
 def synchronize(device):

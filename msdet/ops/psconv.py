@@ -112,7 +112,7 @@ class PSConv2d(nn.Conv2d):
                              "'blocks', 'interleaved'.")
         self.interval, self.impl, self.layout = t, impl, layout
         self._cached = None  # (key, per-rate weights), see ``_weights``
-        order = self._block_order()
+        order, _ = self._block_order()
         #: slot (index along dim 2 of ``_canon``) of each residue
         self._slot = (list(range(t)) if layout == 'interleaved' else
                       [order.index(r) for r in range(t)])
@@ -167,18 +167,24 @@ class PSConv2d(nn.Conv2d):
             return m * self.interval + r
         return self._slot[r] * b + m
 
-    def _block_order(self):
-        """The residue order in which the grouped plan stores its input: the
-        input sets of the merged rate side by side (``_plan``)."""
-        t = self.interval
+    def _offsets(self):
+        """``{rate: [offsets o with pattern[o] == rate]}``."""
         offsets = OrderedDict()
         for o, rate in enumerate(self.pattern):
             offsets.setdefault(rate, []).append(o)
-        for rate, offs in offsets.items():
+        return offsets
+
+    def _block_order(self):
+        """The residue order in which the grouped plan stores its input and
+        the merged rate: the first rate with several offsets whose input sets
+        (``_sets``) partition the blocks; its sets lie side by side. Without
+        one, ``(0 .. t-1, None)``."""
+        t = self.interval
+        for rate, offs in self._offsets().items():
             blocks = [r for s in self._sets(offs) for r in s]
             if len(offs) > 1 and sorted(blocks) == list(range(t)):
-                return blocks
-        return list(range(t))
+                return blocks, rate
+        return list(range(t)), None
 
     # ---------------------------------------------------------------- plans
     def _plan(self, name, cin_g, cout_g):
@@ -206,19 +212,14 @@ class PSConv2d(nn.Conv2d):
         """
         t, groups = self.interval, self.groups
         b_in, b_out = cin_g // t, cout_g // t
-        offsets = OrderedDict()
-        for o, rate in enumerate(self.pattern):
-            offsets.setdefault(rate, []).append(o)
-        order = self._block_order()
+        offsets = self._offsets()
+        order, merged = self._block_order()
         convs = []  # (src, rate, groups, [input blocks], [output blocks])
         if name == 'blocks':
             for r in range(t):
                 convs += [(r, rate, 1, [(r, )], [[(r - o) % t for o in offs]])
                           for rate, offs in offsets.items()]
         else:
-            merged = next((rate for rate, offs in offsets.items()
-                           if len(offs) > 1 and [r for s in self._sets(offs)
-                                                 for r in s] == order), None)
             # the merged rate first: in the blocks layout it writes the
             # output in place (``_run``)
             for rate, offs in sorted(offsets.items(),
