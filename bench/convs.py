@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from msdet.ops import PSConv2d
 
-from .timing import measure
+from .timing import measure, summarize
 
 #: (channels, height, width) of the bottleneck 3x3 convs of ResNet-50's four
 #: stages at 224x224 ("stage") and at a 800x1344 detection input.
@@ -118,18 +118,31 @@ def bench_shape(channels, height, width, kind, batch, reps, device):
                 modules['psconv'], x)
         res = measure(fns, 'dense', reps, device=device)
         rows.append(
-            dict(
-                shape=[channels, height, width],
-                kind=kind,
-                mode=mode,
-                batch=batch,
-                plan=plan or modules['psconv']._which(x),
-                ms={k: round(v['ms'], 4) for k, v in res.items()},
-                ratio={k: round(v['ratio'], 4) for k, v in res.items()},
-                times_ms={k: v['times_ms'] for k, v in res.items()},
-                psconv_speedup_vs_masked3=round(
-                    res['masked3']['ratio'] / res['psconv']['ratio'], 4)))
+            dict(shape=[channels, height, width], kind=kind, mode=mode,
+                 batch=batch, plan=plan or modules['psconv']._which(x),
+                 **_figures(res)))
         del x, fns
+    return rows
+
+
+def _figures(res):
+    return dict(
+        ms={k: round(v['ms'], 4) for k, v in res.items()},
+        ratio={k: round(v['ratio'], 4) for k, v in res.items()},
+        times_ms={k: v['times_ms'] for k, v in res.items()},
+        psconv_speedup_vs_masked3=round(
+            res['masked3']['ratio'] / res['psconv']['ratio'], 4))
+
+
+def merge(runs):
+    """The rows of several processes' runs (same shapes) as one run: per
+    (shape, mode) the rounds of all processes, figures recomputed."""
+    rows = []
+    for parts in zip(*runs):
+        times = {k: [t for p in parts for t in p['times_ms'][k]]
+                 for k in parts[0]['times_ms']}
+        rows.append(dict(parts[0], processes=len(parts),
+                         **_figures(summarize(times, 'dense'))))
     return rows
 
 

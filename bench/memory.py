@@ -1,8 +1,9 @@
 """Peak memory of one call: CUDA allocator peak on a GPU; on CPU the growth
 of the process's peak resident set (Linux ``VmHWM``, reset through
 ``/proc/self/clear_refs``) over the resident set before the call, after
-freed heap memory was handed back (glibc ``malloc_trim``), with every
-large block its own mapping during the call (``timing.EXACT``), so that the
+freed heap memory was handed back (glibc ``malloc_trim``). Where the
+process changed glibc's settings (``timing.steady_malloc``), every large
+block is its own mapping during the call (``timing.EXACT``), so that the
 peak is that of the live tensors, not of the heap's history."""
 import ctypes
 import gc
@@ -52,7 +53,8 @@ def peak_mib(fn, device='cpu'):
         fn()
         return None
     restore = active_malloc()
-    set_malloc(EXACT)
+    if restore:  # glibc's own dynamic defaults cannot be restored: kept
+        set_malloc(EXACT)
     try:
         _trim()
         with open('/proc/self/clear_refs', 'w') as f:

@@ -14,8 +14,11 @@ Writes ``<out-dir>/bench_<device>.json`` and ``.md`` (``bench_quick_*``
 with ``--quick``) and, with ``--model-zoo``, the table in model_zoo.md.
 """
 import argparse
+import json
 import os.path as osp
+import subprocess
 import sys
+import tempfile
 
 if __package__ in (None, ''):  # run as a script: make `bench` importable
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -29,9 +32,9 @@ from bench.timing import cpu_threads, steady_malloc  # noqa: E402
 from msdet.utils.fileio import atomic_open, dump_json  # noqa: E402
 
 SECTIONS = ('convs', 'backbones', 'complexity', 'detector')
-FULL = dict(reps=20, backbone_reps=7, detector_reps=2,
+FULL = dict(reps=21, backbone_reps=7, detector_reps=2, processes=3,
             sizes=[(224, 224), (800, 1216)])
-QUICK = dict(reps=3, backbone_reps=2, detector_reps=1,
+QUICK = dict(reps=3, backbone_reps=2, detector_reps=1, processes=1,
              sizes=[(64, 64), (64, 96)])
 
 
@@ -56,6 +59,10 @@ def parse_args(argv):
                         "keeps freed memory mapped (bench/timing.py "
                         "steady_malloc); 'default' leaves glibc as is")
     parser.add_argument('--reps', type=int, help='rounds per conv shape')
+    parser.add_argument('--processes', type=int,
+                        help='conv section: split its rounds over this many '
+                        'fresh processes (small layers\' ratios differ '
+                        'between processes; default 3, quick 1)')
     parser.add_argument('--backbone-reps', type=int)
     parser.add_argument('--detector-reps', type=int)
     parser.add_argument('--det-size', type=int, nargs=2, metavar=('H', 'W'),
@@ -79,6 +86,29 @@ def select_backbones(names):
     return [s for s in backbones.SPECS if s in keep or s.name in needed]
 
 
+def convs_in_processes(args, opts):
+    """The conv section run in ``opts['processes']`` fresh processes, each
+    with its share of the rounds, merged (``convs.merge``)."""
+    n = opts['processes']
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(n):
+            out = osp.join(tmp, str(i))
+            cmd = [sys.executable, osp.abspath(__file__), '--sections',
+                   'convs', '--processes', '1', '--reps',
+                   str(max(1, opts['reps'] // n)), '--device', args.device,
+                   '--malloc', args.malloc, '--out-dir', out]
+            cmd += ['--quick'] if args.quick else []
+            cmd += ['--threads', str(args.threads)] if args.threads else []
+            print(f'[convs] process {i + 1}/{n}', flush=True)
+            subprocess.run(cmd, check=True)
+            stem = 'bench_' + ('quick_' if args.quick else '') + \
+                torch.device(args.device).type
+            with open(osp.join(out, stem + '.json')) as f:
+                runs.append(json.load(f)['convs'])
+    return convs.merge(runs)
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = torch.device(args.device)
@@ -92,9 +122,12 @@ def main(argv=None):
             malloc = 'steady'
     specs = select_backbones(args.backbones)
     opts = dict(QUICK if args.quick else FULL)
-    for key in ('reps', 'backbone_reps', 'detector_reps'):
+    for key in ('reps', 'backbone_reps', 'detector_reps', 'processes'):
         if getattr(args, key) is not None:
             opts[key] = getattr(args, key)
+    if opts['processes'] < 1:
+        raise SystemExit(f"bench/run.py: --processes {opts['processes']}; "
+                         'allowed: 1 or more.')
     det_size = args.det_size or ([128, 128] if args.quick else [800, 1216])
     det_batch = args.det_batch or (1 if args.quick else 2)
     results = dict(
@@ -106,12 +139,15 @@ def main(argv=None):
             malloc=malloc,
             timing='interleaved rounds (rotating order), median of '
             'per-round ratios to the baseline; '
-            f"{opts['reps']} rounds per conv shape (detection sizes: a "
-            f"quarter, at least 3), {opts['backbone_reps']} per backbone, "
+            f"{opts['reps']} rounds per conv shape over "
+            f"{opts['processes']} process(es) (detection sizes: a quarter, "
+            f"at least 3 per process), {opts['backbone_reps']} per backbone, "
             f"{opts['detector_reps']} per detector.",
             detector=dict(size=det_size, batch=det_batch),
             backbone_sizes=opts['sizes']))
-    if 'convs' in args.sections:
+    if 'convs' in args.sections and opts['processes'] > 1:
+        results['convs'] = convs_in_processes(args, opts)
+    elif 'convs' in args.sections:
         results['convs'] = convs.run(args.quick, opts['reps'], device)
     if 'backbones' in args.sections:
         results['backbones'] = backbones.forward(

@@ -84,12 +84,18 @@ def measure(fns, baseline, reps, warmup=1, device='cpu'):
             fns[name]()
             synchronize(device)
             times[name].append(time.perf_counter() - start)
-    base = times[baseline]
+    return summarize({name: [round(1e3 * t, 7) for t in ts]
+                      for name, ts in times.items()}, baseline)
+
+
+def summarize(times_ms, baseline):
+    """``{name: dict(ms=median, min_ms, ratio, times_ms)}`` of per-round
+    times in ms (round ``i`` of every name measured together); ``ratio`` is
+    the median per-round ratio to ``baseline``."""
+    base = times_ms[baseline]
     return {
-        name: dict(
-            ms=1e3 * statistics.median(ts),
-            min_ms=1e3 * min(ts),
-            ratio=statistics.median(t / b for t, b in zip(ts, base)),
-            times_ms=[round(1e3 * t, 7) for t in ts])
-        for name, ts in times.items()
+        name: dict(ms=statistics.median(ts), min_ms=min(ts),
+                   ratio=statistics.median(t / b for t, b in zip(ts, base)),
+                   times_ms=ts)
+        for name, ts in times_ms.items()
     }

@@ -141,3 +141,14 @@ def test_masked_three_conv_reference_is_a_psconv_rate_layout():
         assert (mask.sum(0) == count).all() and (mask.sum(1) == count).all()
     x = torch.randn(1, 16, 9, 9)
     assert m(x).shape == x.shape
+
+
+def test_runs_of_several_processes_merge_round_by_round(quick):
+    rows = quick[2]['convs']
+    merged = convs.merge([rows, rows])
+    for row, one in zip(merged, rows):
+        times = row['times_ms']
+        assert row['processes'] == 2 and row['shape'] == one['shape']
+        assert times['psconv'] == 2 * one['times_ms']['psconv']
+        assert row['ratio']['psconv'] == pytest.approx(
+            per_round_median(times['psconv'], times['dense']), rel=1e-3)
