@@ -16,6 +16,7 @@ from msdet.models.backbones.scalenet_allocation import (allocate_neurons,
                                                         block_budget,
                                                         select_neurons)
 from msdet.models.backbones.scalenet_structure import PUBLISHED
+from msdet.ops.feature_resize import max_pool
 from msdet.ops.scale_aggregation import ScaleAggregation
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -410,3 +411,19 @@ def test_scalenet_configs_follow_the_papers():
             assert scales == [(1200, 800), test]
         else:
             assert scales == [(1333, 800), (1333, 800)]
+
+
+@pytest.mark.parametrize('size,kernel', [
+    ((8, 8), 2), ((9, 7), 2), ((5, 13), 2), ((8, 8), 4), ((9, 7), 4),
+    ((4, 6), 4), ((14, 15), 7), ((1, 1), 1), ((4, 1), (2, 1))])
+def test_fast_max_pool_equals_aten(size, kernel):
+    """SA blocks' max pool: inference by strided maxima, the
+    same values as aten's op; with autograd (training) aten's op itself."""
+    x = torch.relu(torch.randn(2, 3, *size))  # ties at 0, as after a ReLU
+    k = (kernel, kernel) if isinstance(kernel, int) else kernel
+    with torch.no_grad():
+        assert torch.equal(max_pool(x, kernel), F.max_pool2d(x, k))
+    x.requires_grad_()
+    got, = torch.autograd.grad(max_pool(x, kernel).sum(), x)
+    want, = torch.autograd.grad(F.max_pool2d(x, k).sum(), x)
+    assert torch.equal(got, want)

@@ -6,6 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer
 
+from .feature_resize import max_pool
+
 #: Downsampling factors of ScaleNet's four scales (paper table 1).
 SCALES = (1, 2, 4, 7)
 #: Input side of ImageNet training, the resolution ScaleNet was designed at.
@@ -97,7 +99,7 @@ class ScaleAggregation(nn.Module):
             if s == 1:
                 outs.append(conv(x))
                 continue
-            y = conv(F.max_pool2d(x, (min(s, h), min(s, w))))
+            y = conv(max_pool(x, (min(s, h), min(s, w))))
             outs.append(F.interpolate(y, size=(h, w), mode='nearest'))
         return torch.cat(outs, dim=1)
 
