@@ -1,5 +1,8 @@
-"""Shared test setup: one torch thread, and tools/ scripts as modules."""
+"""Shared test setup: one torch thread, tools/ scripts as modules, and a
+working directory for tools that read ``data/...`` relative paths."""
+import contextlib
 import importlib.util
+import os
 import os.path as osp
 
 import pytest
@@ -25,3 +28,15 @@ def load_tool(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def working_dir(path):
+    """Run with ``path`` as the working directory (where the demo configs
+    find ``data/coco_demo``), restored afterwards."""
+    cwd = os.getcwd()
+    os.chdir(path)
+    try:
+        yield path
+    finally:
+        os.chdir(cwd)

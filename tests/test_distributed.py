@@ -17,7 +17,7 @@ from mmengine.dist import init_dist
 from msdet.datasets.synthetic_coco import make_coco_dataset
 from msdet.engine import SandwichSampler, iteration_rng
 from msdet.utils.dist import check_cuda_only_settings
-from conftest import REPO, load_tool
+from conftest import REPO, load_tool, working_dir
 from test_mutualnet import SCALES, SMALL_CFG
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(),
@@ -104,12 +104,10 @@ def workdir(tmp_path_factory):
                       image_size=128)
     (root / 'rank_probe.py').write_text(PROBE)
     (root / 'ddp.py').write_text(DDP_CFG)
-    cwd = os.getcwd()
-    os.chdir(root)
     sys.path.insert(0, str(root))
-    yield root
+    with working_dir(root):
+        yield root
     sys.path.remove(str(root))
-    os.chdir(cwd)
 
 
 def run(cmd, workdir, **env):

@@ -26,7 +26,7 @@ from msdet.engine import (SandwichSampler, Subnet, SubnetSwitchHook,
 from msdet.models.backbones.slimmable_vgg import SlimmableVGG
 from msdet.ops import (Range, SlimmableBatchNorm2d, SlimmableConv2d,
                        set_subnet, subnet_space)
-from conftest import load_tool
+from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(REPO, 'configs/mutualnet/mask_rcnn_slimvgg16_fpn_demo.py')
@@ -80,10 +80,8 @@ def workdir(tmp_path_factory):
     make_coco_dataset(root / 'data/coco_demo', num_train=4, num_val=4,
                       image_size=128)
     (root / 'small.py').write_text(SMALL_CFG)
-    cwd = os.getcwd()
-    os.chdir(root)
-    yield root
-    os.chdir(cwd)
+    with working_dir(root):
+        yield root
 
 
 @pytest.fixture(scope='module')

@@ -1,7 +1,6 @@
 """Resizable ResNet (issue 7): resize op, scale-aware BN, fair sampling,
 scheduled switching, super-network training, Resizable-NAS lookup table."""
 import copy
-import os
 import os.path as osp
 
 import numpy as np
@@ -20,7 +19,7 @@ from msdet.models.backbones.resizable_resnet import (
     ResizableResNet, resnet_to_resizable_state_dict)
 from msdet.ops import SwitchableBatchNorm2d, set_subnet, subnet_space
 from msdet.ops.feature_resize import feature_resize
-from conftest import load_tool
+from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(REPO, 'configs/resizable/faster_rcnn_rsr50_fpn_demo.py')
@@ -362,8 +361,6 @@ def trained(tmp_path_factory):
     make_coco_dataset(root / 'data/coco_demo', num_train=4, num_val=4,
                       image_size=128)
     (root / 'small.py').write_text(SMALL_CFG)
-    cwd = os.getcwd()
-    os.chdir(root)
     records = []
     original = SubnetSwitchHook.before_train_iter
 
@@ -373,13 +370,13 @@ def trained(tmp_path_factory):
 
     SubnetSwitchHook.before_train_iter = before_train_iter
     try:
-        runner = load_tool('train').main(
-            ['small.py', '--work-dir', 'wd', '--cfg-options',
-             'randomness.seed=5'])
-        yield root, runner, records
+        with working_dir(root):
+            runner = load_tool('train').main(
+                ['small.py', '--work-dir', 'wd', '--cfg-options',
+                 'randomness.seed=5'])
+            yield root, runner, records
     finally:
         SubnetSwitchHook.before_train_iter = original
-        os.chdir(cwd)
 
 
 def test_training_samples_fairly_then_switches(trained):

@@ -1,6 +1,5 @@
 """Accuracy across scale: numbers equal COCOeval's, the sweep and its report."""
 import json
-import os
 import os.path as osp
 
 import numpy as np
@@ -15,7 +14,7 @@ from msdet.datasets.synthetic_coco import CLASSES, make_coco_dataset
 from msdet.evaluation import ScaleAwareCocoMetric
 from msdet.evaluation.scale_report import (load_results, pareto_front,
                                            plot_ap_vs_flops, query_best)
-from conftest import load_tool
+from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(REPO, 'configs/demo/mask_rcnn_psr50_fpn_demo.py')
@@ -115,9 +114,7 @@ def test_metric_equals_cocometric_and_direct_cocoeval(dataset):
 def sweep(dataset, tmp_path_factory):
     """Two checkpoints of the demo model side by side at three scales."""
     work = tmp_path_factory.mktemp('sweep')
-    cwd = os.getcwd()
-    os.chdir(dataset.parent.parent)
-    try:
+    with working_dir(dataset.parent.parent):
         from mmengine.config import Config
         from mmengine.registry import DefaultScope
         from mmdet.registry import MODELS
@@ -136,8 +133,6 @@ def sweep(dataset, tmp_path_factory):
         rows = tool.main([DEMO_CFG, ckpts[0], '--compare', DEMO_CFG, ckpts[1],
                           '--names', 'A', 'B', '--scales', '128', '192',
                           '256', '--work-dir', str(work / 'out')])
-    finally:
-        os.chdir(cwd)
     return rows, work / 'out'
 
 
@@ -185,14 +180,10 @@ def test_sweep_matches_plain_test_at_the_config_scale(sweep, dataset):
     """The sweep's setting at the config's own scale gives what mmdet's test
     loop gives for the same checkpoint."""
     rows, out = sweep
-    cwd = os.getcwd()
-    os.chdir(dataset.parent.parent)
-    try:
+    with working_dir(dataset.parent.parent):
         test_tool = load_tool('test')
         metrics = test_tool.main([DEMO_CFG, str(out.parent / 'model0.pth'),
                                   '--work-dir', str(out.parent / 'plain')])
-    finally:
-        os.chdir(cwd)
     row = [r for r in rows if r['model'] == 'A' and r['short_side'] == 256][0]
     for k, name in (('mAP', 'AP'), ('mAP_50', 'AP50'), ('mAP_l', 'AP_L')):
         v = metrics[f'coco/bbox_{k}']
@@ -249,9 +240,7 @@ def test_width_sweep_with_bn_recalibration(dataset, tmp_path):
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
     from mmdet.registry import MODELS
-    cwd = os.getcwd()
-    os.chdir(dataset.parent.parent)
-    try:
+    with working_dir(dataset.parent.parent):
         cfg = Config.fromfile(MUTUAL_CFG)
         with DefaultScope.overwrite_default_scope('mmdet'):
             model = MODELS.build(cfg.model)
@@ -265,8 +254,6 @@ def test_width_sweep_with_bn_recalibration(dataset, tmp_path):
         with pytest.raises(ValueError, match='width=0.1'):
             tool.main([MUTUAL_CFG, str(ckpt), '--widths', '0.1',
                        '--scales', '128'])
-    finally:
-        os.chdir(cwd)
     assert [(r['width'], r['short_side']) for r in rows] == \
         [(1.0, 128), (1.0, 256), (0.5, 128), (0.5, 256)]
     full, half = rows[1], rows[3]

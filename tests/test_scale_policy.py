@@ -2,7 +2,6 @@
 computation, and the tool's outputs on a small trained-format checkpoint."""
 import csv
 import json
-import os
 import os.path as osp
 
 import mmcv
@@ -16,7 +15,7 @@ from msdet.analysis import (ScalePolicyRecorder, compute_scale_policy,
                             elastic_blocks, save_scale_policy)
 from msdet.datasets.synthetic_voc import make_voc_dataset
 from msdet.models.backbones import ElasticResNeXt
-from conftest import load_tool
+from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(REPO, 'configs/deeplabv3/demo/deeplabv3_ex50_voc_demo.py')
@@ -142,13 +141,9 @@ def test_tool_on_a_checkpoint_and_the_embedded_dataset(tmp_path, capsys):
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
 
     tool = load_tool('analysis/scale_policy')
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
+    with working_dir(tmp_path):
         result = tool.main([DEMO_CFG, str(ckpt), '--out-dir', 'sp',
                             '--max-images', '2'])
-    finally:
-        os.chdir(cwd)
     scores = np.load(tmp_path / 'sp/scores.npy')
     assert scores.shape == (2, 17)
     assert [osp.basename(p) for p in result['images']] == [

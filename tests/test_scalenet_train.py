@@ -3,7 +3,6 @@ seed network, run tools/allocate_neurons.py, retrain and evaluate the
 allocated network (paper 3.2, algorithm 1)."""
 import json
 import math
-import os
 import os.path as osp
 
 import pytest
@@ -12,7 +11,7 @@ from mmengine.analysis import FlopAnalyzer
 
 from msdet.datasets.synthetic_coco import make_coco_dataset
 from msdet.models.backbones import ScaleNet
-from conftest import load_tool
+from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEED_CFG = osp.join(
@@ -26,10 +25,8 @@ def workdir(tmp_path_factory):
     """Two train / two val images at ./data/coco_demo (one iteration of 2)."""
     root = tmp_path_factory.mktemp('scalenet_alloc')
     make_coco_dataset(root / 'data/coco_demo', num_train=2, num_val=2)
-    cwd = os.getcwd()
-    os.chdir(root)
-    yield root
-    os.chdir(cwd)
+    with working_dir(root):
+        yield root
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,5 @@
 """The main path end to end on the embedded dataset: train, evaluate, resume,
 load for inference, with mmdet's own tools and msdet's."""
-import os
 import os.path as osp
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import pytest
 import torch
 
 from msdet.datasets.synthetic_coco import make_coco_dataset
-from conftest import load_tool
+from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(REPO, 'configs/demo/mask_rcnn_psr50_fpn_demo.py')
@@ -22,10 +21,8 @@ def workdir(tmp_path_factory):
     looks; tests run with this directory as the working directory."""
     root = tmp_path_factory.mktemp('main_path')
     make_coco_dataset(root / 'data/coco_demo', num_train=8, num_val=4)
-    cwd = os.getcwd()
-    os.chdir(root)
-    yield root
-    os.chdir(cwd)
+    with working_dir(root):
+        yield root
 
 
 def test_mmdet_train_tool_runs_msdet_config(workdir):

@@ -13,7 +13,7 @@ from PIL import Image
 from msdet.datasets.synthetic_voc import (IGNORE_INDEX, VOC_CLASSES,
                                           make_voc_dataset, single_class_miou,
                                           voc_palette)
-from conftest import load_tool
+from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CFG = osp.join(REPO, 'configs/deeplabv3/demo/deeplabv3_ex50_voc_demo.py')
@@ -137,10 +137,8 @@ def voc_workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp('voc_demo')
     summary = make_voc_dataset(root / 'data/voc_demo', num_train=48,
                                num_val=12)
-    cwd = os.getcwd()
-    os.chdir(root)
-    yield root, summary
-    os.chdir(cwd)
+    with working_dir(root):
+        yield root, summary
 
 
 def test_mmseg_pascal_voc_dataset_reads_it(voc_workdir):
