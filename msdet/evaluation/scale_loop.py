@@ -146,15 +146,12 @@ class ScaleSweepTestLoop(TestLoop):
     def _recalibrate(self, core, subnet, short):
         """BN statistics for one setting; under DDP rank 0 computes them as
         one process would and every rank receives them."""
-        if get_world_size() == 1:
-            recalibrate_bn(core, self._train_loader(), self.recalibrate_bn,
-                           subnet, self.test_scale(short))
-            return
         if get_rank() == 0:
             recalibrate_bn(core, self._train_loader(), self.recalibrate_bn,
                            subnet, self.test_scale(short), distributed=False)
-        for buffer in core.buffers():
-            broadcast(buffer, src=0)
+        if get_world_size() > 1:
+            for buffer in core.buffers():
+                broadcast(buffer, src=0)
 
     def _train_loader(self):
         """The training loader (as one process sees it, also under DDP)."""
