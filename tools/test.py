@@ -8,16 +8,15 @@ other metrics, e.g. mmseg's mIoU, one per row) and writes all metrics to
 WORK_DIR/metrics.json.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import msdet  # noqa: E402,F401
-from mmengine.config import DictAction  # noqa: E402
 
 from msdet.evaluation.tables import metrics_table  # noqa: E402
-from msdet.utils.config import build_runner, load_config  # noqa: E402
+from msdet.utils.config import (build_runner, load_config,  # noqa: E402
+                                 parse_tool_args)
 from msdet.utils.fileio import dump_json  # noqa: E402
 
 
@@ -28,14 +27,7 @@ def parse_args(argv=None):
     p.add_argument('--work-dir', help='directory for logs and metrics.json')
     p.add_argument('--out', help='dump predictions to a .pkl file')
     p.add_argument('--show-dir', help='save painted predictions here')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config keys')
-    p.add_argument('--launcher', default='none',
-                   choices=['none', 'pytorch', 'slurm', 'mpi'])
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_tool_args(p, argv)
 
 
 def main(argv=None):

@@ -4,15 +4,14 @@
         [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
-from mmengine.config import DictAction  # noqa: E402
 
-from msdet.utils.config import build_runner, load_config  # noqa: E402
+from msdet.utils.config import (build_runner, load_config,  # noqa: E402
+                                 parse_tool_args)
 
 
 def parse_args(argv=None):
@@ -26,14 +25,7 @@ def parse_args(argv=None):
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from CKPT, or from the latest checkpoint in '
                    'the work dir when no path is given')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config keys, e.g. train_cfg.max_epochs=1')
-    p.add_argument('--launcher', default='none',
-                   choices=['none', 'pytorch', 'slurm', 'mpi'])
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_tool_args(p, argv)
 
 
 def build_cfg(args):

@@ -1,11 +1,27 @@
-"""Config loading shared by msdet's command-line tools."""
+"""Config loading and arguments shared by msdet's command-line tools."""
+import os
 import os.path as osp
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .dist import check_cuda_only_settings
+
+
+def parse_tool_args(parser, argv=None):
+    """Add the arguments every runner-based tool takes as mmdet's do
+    (``--cfg-options``, ``--launcher``, ``--local_rank``), parse ``argv``
+    and export ``LOCAL_RANK`` for the launcher."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. '
+                        'train_cfg.max_epochs=1')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def load_config(path, cfg_options=None, work_dir=None, launcher='none'):

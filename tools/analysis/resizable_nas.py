@@ -40,7 +40,6 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
 import msdet  # noqa: E402,F401
-from mmengine.config import DictAction  # noqa: E402
 
 from msdet.evaluation.scale_loop import find_resize  # noqa: E402
 from msdet.evaluation.scale_report import (markdown_table,  # noqa: E402
@@ -48,7 +47,8 @@ from msdet.evaluation.scale_report import (markdown_table,  # noqa: E402
                                            write_results)
 from msdet.models.backbones.resizable_resnet import (  # noqa: E402
     check_stage_factors, enumerate_configurations)
-from msdet.utils.config import build_runner, load_config  # noqa: E402
+from msdet.utils.config import (build_runner, load_config,  # noqa: E402
+                                 parse_tool_args)
 from msdet.utils.fileio import atomic_open, dump_json  # noqa: E402
 
 
@@ -68,11 +68,7 @@ def parse_args(argv=None):
     p.add_argument('--ft-epochs', type=int, default=2)
     p.add_argument('--ft-lr', type=float)
     p.add_argument('--work-dir', default='work_dirs/resizable_nas')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
-    p.add_argument('--launcher', default='none',
-                   choices=['none', 'pytorch', 'slurm', 'mpi'])
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return p.parse_args(argv)
+    return parse_tool_args(p, argv)
 
 
 def model_space(cfg):

@@ -19,14 +19,14 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
 import msdet  # noqa: E402,F401
-from mmengine.config import DictAction  # noqa: E402
 
 from msdet.evaluation.scale_loop import DEFAULT_SCALES, check_scales  # noqa
 from msdet.evaluation.scale_report import (markdown_table,  # noqa: E402
                                            plot_ap_vs_flops,
                                            plot_ap_vs_scale, record_to_row,
                                            write_results)
-from msdet.utils.config import build_runner, load_config  # noqa: E402
+from msdet.utils.config import (build_runner, load_config,  # noqa: E402
+                                 parse_tool_args)
 
 
 def parse_args(argv=None):
@@ -47,11 +47,7 @@ def parse_args(argv=None):
                    'else off)')
     p.add_argument('--no-flops', action='store_true')
     p.add_argument('--work-dir', default='work_dirs/scale_benchmark')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
-    p.add_argument('--launcher', default='none',
-                   choices=['none', 'pytorch', 'slurm', 'mpi'])
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return p.parse_args(argv)
+    return parse_tool_args(p, argv)
 
 
 def sweep_config(config, checkpoint, args, work_dir):
