@@ -53,7 +53,9 @@ def peak_mib(fn, device='cpu'):
         fn()
         return None
     restore = active_malloc()
-    if restore:  # glibc's own dynamic defaults cannot be restored: kept
+    # Under glibc's defaults nothing changes: their dynamic mmap threshold
+    # could not be put back afterwards.
+    if restore:
         set_malloc(EXACT)
     try:
         _trim()
