@@ -40,3 +40,16 @@ def working_dir(path):
         yield path
     finally:
         os.chdir(cwd)
+
+
+# The lines every msdet COCO detection config gains to use msdet's
+# components (configs with SubnetSwitchHook also name a Subnet*TrainLoop and
+# keep that hook in custom_hooks); tests add them to configs they write.
+COCO_COMPONENTS = """
+train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+test_dataloader = val_dataloader
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='CheckpointFitHook'), dict(type='RNGStateHook')]
+model_wrapper_cfg = dict(type='CPUCompatibleDDP')
+"""

@@ -1,4 +1,4 @@
-"""MutualNet (issue 6): slimmable VGG-16 in Mask R-CNN FPN, the sub-network
+"""MutualNet: slimmable VGG-16 in Mask R-CNN FPN, the sub-network
 switching hook and train step, BN post-statistics."""
 import copy
 import os
@@ -23,6 +23,7 @@ from msdet.datasets.synthetic_coco import make_coco_dataset
 from msdet.engine import (SandwichSampler, Subnet, SubnetSwitchHook,
                           iteration_rng, multi_subnet_train_step,
                           recalibrate_bn, rescale_batch)
+from msdet.engine.subnet_loops import SubnetTrainLoop
 from msdet.models.backbones.slimmable_vgg import SlimmableVGG
 from msdet.ops import (Range, SlimmableBatchNorm2d, SlimmableConv2d,
                        set_subnet, subnet_space)
@@ -47,6 +48,7 @@ model = dict(
                    rcnn=dict(sampler=dict(num=64))))
 custom_hooks = [dict(type='SubnetSwitchHook', calib_images=4,
                      sampler=dict(type='SandwichSampler', scales={SCALES}))]
+train_cfg = dict(type='SubnetEpochBasedTrainLoop')
 _resize = dict(type='Resize', scale=(128, 128), keep_ratio=True)
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=[
     dict(type='LoadImageFromFile'),
@@ -593,6 +595,7 @@ def ddp_worker(rank, port, out):
     model = MMDistributedDataParallel(module=Toy())
     runner = SimpleNamespace(
         model=model, seed=17 + rank,  # as with diff_rank_seed: rank 0 wins
+        train_loop=SubnetTrainLoop(),
         message_hub=MessageHub.get_instance(f'ddp_toy{rank}'),
         optim_wrapper=OptimWrapper(torch.optim.SGD(model.parameters(),
                                                    lr=0.1)))
@@ -603,7 +606,8 @@ def ddp_worker(rank, port, out):
         runner.iter, runner.epoch = it, 0
         hook.before_train_iter(runner, it)
         sampled.append(hook.subnets)
-        model.train_step(toy_batch(rank, it), runner.optim_wrapper)
+        multi_subnet_train_step(model, toy_batch(rank, it),
+                                runner.optim_wrapper, hook.subnets)
         hook.after_train_iter(runner, it)
     torch.save(dict(subnets=sampled, params=dict(
         model.module.named_parameters())), osp.join(out, f'{rank}.pt'))

@@ -41,19 +41,16 @@ bilinear upsampling and crop), in eval and train mode (every BN keeps its
 channels). A torchvision-layout ResNeXt (no ``_d`` keys) converts too, to
 ``ElasticResNeXt(elastic=False)``.
 """
-import os.path as osp
 import re
-import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
 from msdet.models.backbones import ElasticResNeXt  # noqa: E402
 from msdet.models.converters import (NBT, ConversionError,  # noqa: E402
                                      converter_main, infer_depth,
                                      infer_resnet_widths, source_shape)
+from msdet.utils.cli import run_tool  # noqa: E402
 
 LAYOUT = 'ELASTIC release ResNeXt (conv1..3 and conv1_d..3_d halves)'
 #: Blocks per stage by (depth, layout), for ``infer_depth``.
@@ -167,4 +164,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -45,18 +45,15 @@ tensors; ``--zero-masked-blocks`` drops those kernels instead (reported;
 msdet configs that dilate stages (``dilations``, e.g. DeepLab) scale every
 rate; the release has no such setting, so equality holds for dilations 1.
 """
-import os.path as osp
 import re
-import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
 from msdet.models.backbones import PSResNet  # noqa: E402
 from msdet.models.converters import (ConversionError,  # noqa: E402
                                      converter_main, infer_resnet_cfg)
+from msdet.utils.cli import run_tool  # noqa: E402
 
 PARTS = 4
 #: Rate of the release's kernels [out part j, in part (j + o) % 4], by o:
@@ -208,4 +205,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -43,16 +43,14 @@ they differ by design (``ScaleNet`` / ``ScaleAggregation`` docstrings):
 """
 import os.path as osp
 import re
-import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
 from msdet.models.backbones import ScaleNet  # noqa: E402
 from msdet.models.converters import (converter_main, infer_depth,  # noqa: E402
                                      source_shape)
+from msdet.utils.cli import run_tool  # noqa: E402
 
 LAYOUT = 'ScaleNet release (conv2.{i} / bn2.{i} per scale)'
 _SA_RE = re.compile(r'^(layer\d+\.\d+)\.(?:conv2\.branches\.(\d+)\.weight|'
@@ -112,4 +110,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -17,15 +17,12 @@ the source (and from the PSConv paper's ImageNet-trained PS-ResNets):
 fine-tune it. Only with ``ps_cfg=dict(pattern=(1, ))`` (every rate 1, a
 plain conv) does the converted backbone reproduce the source.
 """
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
 from msdet.models.backbones import PSResNet  # noqa: E402
 from msdet.models.converters import (converter_main,  # noqa: E402
                                      infer_resnet_cfg)
+from msdet.utils.cli import run_tool  # noqa: E402
 
 LAYOUT = 'torchvision ResNet/ResNeXt (ImageNet classifier)'
 
@@ -48,4 +45,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -22,16 +22,13 @@ shared BN statistics per width (``msdet.engine.recalibrate_bn``) and train
 slimmably (MutualNet / US-Net pre-training). The target is the default
 shared BN; ``switchable_bn`` configs have other BN keys (``...bns.{k}``).
 """
-import os.path as osp
 import re
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
 import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
 from msdet.models.backbones import SlimmableVGG  # noqa: E402
 from msdet.models.converters import (CLASSIFIER, ConversionError,  # noqa: E402
                                      converter_main, source_shape)
+from msdet.utils.cli import run_tool  # noqa: E402
 
 LAYOUT = 'torchvision VGG-BN (ImageNet classifier)'
 DROP = {'classifier.': CLASSIFIER['fc.']}
@@ -81,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
