@@ -552,6 +552,23 @@ def test_resume_continues_the_same_sampling(trained):
     assert [s for _, s in resumed_record] == [s for _, s in record[10:]]
 
 
+def test_switch_hook_refuses_a_loop_that_cannot_train_subnets(workdir):
+    with pytest.raises(ValueError, match=r"SubnetSwitchHook: .* "
+                       r"train_cfg.type is 'EpochBasedTrainLoop', set "
+                       r"train_cfg.type='SubnetEpochBasedTrainLoop'"):
+        load_tool('train').main(['small.py', '--work-dir', 'wd_loop',
+                                 '--cfg-options',
+                                 'train_cfg.type=EpochBasedTrainLoop'])
+
+
+def test_subnet_loop_needs_the_switch_hook(workdir):
+    with pytest.raises(ValueError, match=r'SubnetEpochBasedTrainLoop: .* '
+                       r'custom_hooks has 0 SubnetSwitchHook\(s\), needs '
+                       r'exactly one'):
+        load_tool('train').main(['small.py', '--work-dir', 'wd_hook',
+                                 '--cfg-options', 'custom_hooks=[]'])
+
+
 # --- DDP: 2 CPU processes (gloo) -------------------------------------------
 
 @TASK_UTILS.register_module(force=True)

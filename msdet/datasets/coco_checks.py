@@ -6,6 +6,7 @@ functions take the parsed JSON, so the file is read once.
 """
 import json
 import math
+import os
 import os.path as osp
 import struct
 from concurrent.futures import ThreadPoolExecutor
@@ -66,9 +67,17 @@ def _is_id(value):
     return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
+_NUMBER = {int, float}
+
+
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)
+    return type(value) in _NUMBER and math.isfinite(value)
+
+
+def _numbers(values):
+    """All ints / floats (not bools), all finite; C-speed on long lists (a
+    NaN or infinity makes the sum non-finite)."""
+    return set(map(type, values)) <= _NUMBER and math.isfinite(sum(values))
 
 
 def _is_size(value):
@@ -104,7 +113,7 @@ def _check_polygons(seg, i, ann, err):
         return False
     for poly in seg:
         if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 \
-                or not all(_is_number(v) for v in poly):
+                or not _numbers(poly):
             err.bad('annotations', i, ann, 'segmentation', allowed,
                     value=poly)
     return True
@@ -200,8 +209,7 @@ def check_coco(data, ann_file, classes=None, need_masks=False,
         image = data['images'][images[ann['image_id']]]
         bbox = ann['bbox']
         if not (isinstance(bbox, list) and len(bbox) == 4 and
-                all(_is_number(v) for v in bbox)) or bbox[2] < 0 or \
-                bbox[3] < 0:
+                _numbers(bbox)) or bbox[2] < 0 or bbox[3] < 0:
             err.bad('annotations', i, ann, 'bbox',
                     '[x, y, width, height], 4 finite numbers with width '
                     'and height >= 0')
@@ -261,65 +269,67 @@ _OTHER = {b'BM': 'BMP', b'II*\x00': 'TIFF', b'MM\x00*': 'TIFF'}
 #: JPEG start-of-frame markers (they hold the image size)
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
         0xCE, 0xCF}
-_TAIL = 4096
+_TAIL = 1024
 
 
-def _jpeg_size(f):
-    f.seek(2)
+def _jpeg_size(fd):
+    """(width, height) from the first start-of-frame segment, or None."""
+    pos = 2
     while True:
-        marker = f.read(2)
-        while marker[:1] == b'\xff' and marker[1:] == b'\xff':  # fill bytes
-            marker = marker[1:] + f.read(1)
+        marker = os.pread(fd, 4, pos)
         if len(marker) < 2 or marker[0] != 0xFF:
             return None
         code = marker[1]
+        if code == 0xFF:  # fill byte
+            pos += 1
+            continue
         if code in (0xD8, 0x01) or 0xD0 <= code <= 0xD7:
-            continue  # markers without a length
-        length = f.read(2)
-        if len(length) < 2:
-            return None
-        size = struct.unpack('>H', length)[0]
+            pos += 2  # markers without a length
+            continue
+        if code in (0xD9, 0xDA) or len(marker) < 4:
+            return None  # end of image / start of scan before a frame
         if code in _SOF:
-            frame = f.read(5)
+            frame = os.pread(fd, 5, pos + 4)
             if len(frame) < 5:
                 return None
             height, width = struct.unpack('>HH', frame[1:5])
             return width, height
-        if code in (0xD9, 0xDA):  # end of image / start of scan: no frame
-            return None
-        f.seek(size - 2, 1)
+        pos += 2 + struct.unpack('>H', marker[2:4])[0]
 
 
 def image_problem(path):
     """Why the file at ``path`` cannot be a complete image, else None; for
     JPEG and PNG also its ``(width, height)`` from the header.
 
-    Reads the first bytes and the last 4 KiB, never the pixels: a JPEG
-    needs a start-of-frame header and its end-of-image marker, a PNG its
-    IHDR header and IEND chunk (a file cut short loses the end); BMP, TIFF
-    and WebP are recognised by their signature only. Anything else (an
-    empty file, HTML saved as .jpg, ...) is a problem.
+    Reads the first 32 bytes and the last 1 KiB (and, for a JPEG, the
+    segment headers up to its frame header), never the pixels: a JPEG needs
+    a start-of-frame header and its end-of-image marker, a PNG its IHDR
+    header and IEND chunk (a file cut short loses the end); BMP, TIFF and
+    WebP are recognised by their signature only. Anything else (an empty
+    file, HTML saved as .jpg, ...) is a problem. Not detected: damage inside
+    the compressed pixel data of a file of the right length.
     """
     try:
-        with open(path, 'rb') as f:
-            head = f.read(32)
-            f.seek(0, 2)
-            end = f.tell()
-            f.seek(max(0, end - _TAIL))
-            tail = f.read()
-            if head.startswith(_PNG) and head[12:16] == b'IHDR':
-                if b'IEND' not in tail:
-                    return 'a PNG cut short (no IEND chunk)', None
-                return None, struct.unpack('>II', head[16:24])
-            if head.startswith(b'\xff\xd8'):
-                size = _jpeg_size(f)
-                if size is None:
-                    return 'a JPEG without a frame header', None
-                if b'\xff\xd9' not in tail:
-                    return 'a JPEG cut short (no end-of-image marker)', None
-                return None, size
+        fd = os.open(path, os.O_RDONLY)
     except OSError as error:
         return f'unreadable ({error.strerror})', None
+    try:
+        head = os.pread(fd, 32, 0)
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, _TAIL, max(0, size - _TAIL))
+        if head.startswith(_PNG) and head[12:16] == b'IHDR':
+            if b'IEND' not in tail:
+                return 'a PNG cut short (no IEND chunk)', None
+            return None, struct.unpack('>II', head[16:24])
+        if head.startswith(b'\xff\xd8'):
+            frame = _jpeg_size(fd)
+            if frame is None:
+                return 'a JPEG without a frame header', None
+            if b'\xff\xd9' not in tail:
+                return 'a JPEG cut short (no end-of-image marker)', None
+            return None, frame
+    finally:
+        os.close(fd)
     if any(head.startswith(magic) for magic in _OTHER) or \
             (head[:4] == b'RIFF' and head[8:12] == b'WEBP'):
         return None, None
@@ -337,8 +347,13 @@ def check_images(data, img_dir, ann_file, workers=8):
     bad image."""
     entries = data['images']
     paths = [osp.join(img_dir, img['file_name']) for img in entries]
-    with ThreadPoolExecutor(workers) as pool:  # hides file system latency
-        results = list(pool.map(image_problem, paths))
+    chunks = [paths[k::workers] for k in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:  # overlaps file system waits
+        parts = list(pool.map(lambda chunk: [image_problem(p) for p in chunk],
+                              chunks))
+    results = [None] * len(paths)
+    for k, part in enumerate(parts):
+        results[k::workers] = part
     absent = [p for p, (problem, _) in zip(paths, results)
               if problem and problem.startswith('unreadable') and
               not osp.exists(p)]

@@ -1,5 +1,6 @@
-"""A cheap check that a file is a complete PyTorch checkpoint, for the tools
-to give one clear error before a runner is built."""
+"""Clear errors for checkpoint files: a cheap check that a file is a
+complete PyTorch checkpoint (for the tools, before a runner is built) and a
+loader for local files."""
 import os.path as osp
 import zipfile
 
@@ -31,3 +32,23 @@ def check_checkpoint_file(path, what='checkpoint'):
         return
     raise ValueError(f'{what} {path!r} is not a PyTorch checkpoint (neither '
                      "torch.save's zip nor its legacy format).")
+
+
+def load_local_checkpoint(filename, map_location=None):
+    """``torch.load`` a local checkpoint (``weights_only``, torch's default,
+    with msdet's allow-list of mmengine's types) with clear errors: a
+    missing file is a ``FileNotFoundError``, an unreadable one a
+    ``RuntimeError`` naming it (used by the checkpoint converters)."""
+    import torch
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename!r} not found.')
+    try:
+        return torch.load(filename, map_location=map_location)
+    except Exception as err:
+        if 'Unsupported global' in str(err):
+            raise  # a type weights_only refuses: torch's message names it
+        raise RuntimeError(
+            f'checkpoint {filename!r} cannot be read: it is truncated, '
+            'corrupted or not a PyTorch checkpoint '
+            f'({type(err).__name__}).') from err
