@@ -232,3 +232,33 @@ def test_deeplabv3_configs_follow_paper_recipe(name, backbone, depth,
     assert cfg.val_evaluator.type == 'IoUMetric'
     assert not any(t.type == 'Resize'
                    for t in cfg.val_dataloader.dataset.pipeline)
+
+
+# the segmentation configs' lines for msdet's checkpoint hooks and DDP
+SEG_COMPONENTS = """
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='CheckpointFitHook'), dict(type='RNGStateHook')]
+model_wrapper_cfg = dict(type='CPUCompatibleDDP')
+"""
+
+
+def test_msdet_components_in_a_segmentation_run(voc_workdir):
+    """An mmseg iteration-based run with msdet's checkpoint hooks: whole
+    checkpoints with RNG states, and tools/test.py refusing the checkpoint
+    of a model with another number of classes."""
+    root, _ = voc_workdir
+    (root / 'seg.py').write_text(f'_base_ = {DEMO_CFG!r}\n' + SEG_COMPONENTS)
+    small = ['model.backbone.groups=4', 'model.backbone.base_channels=8',
+             'model.decode_head.in_channels=256']
+    load_tool('train').main([
+        'seg.py', '--work-dir', 'wd_seg', '--cfg-options', *small,
+        'train_cfg.max_iters=2', 'train_cfg.val_interval=3',
+        'default_hooks.checkpoint.interval=1'])
+    assert open('wd_seg/last_checkpoint').read().endswith('wd_seg/iter_2.pth')
+    ckpt = torch.load('wd_seg/iter_2.pth', weights_only=False)
+    assert len(ckpt['rng_state']) == 1 and ckpt['meta']['iter'] == 2
+    with pytest.raises(ValueError, match=r"checkpoint 'wd_seg/iter_2.pth' "
+                       r'does not fit this EncoderDecoder: .* other shapes '
+                       r"\(e.g. 'decode_head.conv_seg.weight': \(5, "):
+        load_tool('test').main(['seg.py', 'wd_seg/iter_2.pth', '--cfg-options',
+                                *small, 'model.decode_head.num_classes=3'])
