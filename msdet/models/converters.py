@@ -329,25 +329,22 @@ def _names(keys, limit=8):
 
 
 # --------------------------------------------------------------------- API
-PREFIX = 'backbone.'
-
-
-def prefix_cause(keys):
+def _prefix_cause(keys, prefix='backbone.'):
     """Why a source whose keys carry a ``backbone.`` prefix does not
     convert, or ``None`` if none does."""
     keys = list(keys)
-    prefixed = [k for k in keys if k.startswith(PREFIX)]
+    prefixed = [k for k in keys if k.startswith(prefix)]
     if not prefixed:
         return None
     others = sorted({k.split('.', 1)[0] + '.' for k in keys
-                     if not k.startswith(PREFIX)})
+                     if not k.startswith(prefix)})
     return (f"{len(prefixed)} of the source's {len(keys)} keys start with "
-            f"{PREFIX!r} (e.g. {prefixed[0]!r}"
+            f"{prefix!r} (e.g. {prefixed[0]!r}"
             + (f"; the others: {', '.join(others)}" if others else '') +
             "): a whole model's checkpoint (an mmdet detector, or an "
             'mmpretrain classifier), not a backbone\'s own keys (e.g. '
             "'conv1.weight'). Convert the backbone's ImageNet checkpoint, "
-            f'or save the tensors under {PREFIX!r} without the prefix and '
+            f'or save the tensors under {prefix!r} without the prefix and '
             'convert that file.')
 
 
@@ -398,7 +395,7 @@ class Converter:
             state_dict, src = convert_state_dict(
                 source, target.state_dict(), rule, self.drop)
         except (ConversionError, ValueError) as err:
-            cause = prefix_cause(source.keys())
+            cause = _prefix_cause(source.keys())
             if cause is None:
                 raise
             raise ConversionError(f'{cause}\nWhat failed: {err}') from None
