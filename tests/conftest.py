@@ -42,14 +42,20 @@ def working_dir(path):
         os.chdir(cwd)
 
 
-# The lines every msdet COCO detection config gains to use msdet's
-# components (configs with SubnetSwitchHook also name a Subnet*TrainLoop and
-# keep that hook in custom_hooks); tests add them to configs they write.
-COCO_COMPONENTS = """
+# The lines an msdet config holds (through configs/_base_/) to use msdet's
+# runtime components (README, Reliability); tests add them to the configs
+# they write. COCO configs add COCO_DATASET; configs with SubnetSwitchHook
+# name a Subnet*TrainLoop.
+RUNTIME_COMPONENTS = """
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    checkpoint_fit=dict(type='CheckpointFitHook'),
+    rng_state=dict(type='RNGStateHook'))
+model_wrapper_cfg = dict(type='CPUCompatibleDDP')
+"""
+COCO_DATASET = """
 train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
 val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
 test_dataloader = val_dataloader
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
-custom_hooks = [dict(type='CheckpointFitHook'), dict(type='RNGStateHook')]
-model_wrapper_cfg = dict(type='CPUCompatibleDDP')
 """
+COCO_COMPONENTS = COCO_DATASET + RUNTIME_COMPONENTS

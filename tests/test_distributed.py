@@ -17,7 +17,7 @@ from mmengine.config import Config
 from msdet.datasets.synthetic_coco import make_coco_dataset
 from msdet.engine import SandwichSampler, iteration_rng
 from msdet.utils.dist import check_cuda_only_settings, init_distributed
-from conftest import REPO, load_tool, working_dir
+from conftest import REPO, RUNTIME_COMPONENTS, load_tool, working_dir
 from test_mutualnet import SCALES, SMALL_CFG
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(),
@@ -73,17 +73,14 @@ class RankProbeHook(Hook):
 # test_mutualnet's small MutualNet config (the demo config scaled down; the
 # switch hook with 4 sub-networks at 4 scales) with msdet's components, two
 # epochs of one iteration per rank without validation, the probes, a fixed
-# seed.
-DDP_CFG = SMALL_CFG + """
+# seed; one checkpoint, at the end.
+DDP_CFG = SMALL_CFG + RUNTIME_COMPONENTS + """
 custom_imports = dict(imports=['msdet', 'rank_probe'],
                       allow_failed_imports=False)
-custom_hooks = custom_hooks + [
-    dict(type='CheckpointFitHook'), dict(type='RNGStateHook'),
-    dict(type='RankProbeHook'), dict(type='KillHook')]
+custom_hooks = custom_hooks + [dict(type='RankProbeHook'),
+                               dict(type='KillHook')]
 train_cfg = dict(type='SubnetEpochBasedTrainLoop', max_epochs=2)
 val_dataloader = val_cfg = val_evaluator = None
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=2))
-model_wrapper_cfg = dict(type='CPUCompatibleDDP')
 randomness = dict(seed=5)
 """
 FAKE_SRUN = """#!{python}

@@ -10,19 +10,14 @@ import sys
 import pytest
 
 from msdet.datasets.synthetic_coco import make_coco_dataset
-from conftest import REPO
+from conftest import COCO_COMPONENTS, REPO
 from test_mutualnet import SMALL_CFG
 
 HOSTS = ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmseg')
 # The small MutualNet config with every msdet component a config can name.
-CFG = SMALL_CFG + """
-train_dataloader = dict(batch_size=2, dataset=dict(type='CheckedCocoDataset'))
-val_dataloader = val_cfg = val_evaluator = None
+CFG = SMALL_CFG + COCO_COMPONENTS + """
+val_dataloader = val_cfg = val_evaluator = test_dataloader = None
 train_cfg = dict(type='SubnetEpochBasedTrainLoop', max_epochs=1)
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1))
-custom_hooks = custom_hooks + [dict(type='CheckpointFitHook'),
-                               dict(type='RNGStateHook')]
-model_wrapper_cfg = dict(type='CPUCompatibleDDP')
 param_scheduler = []
 """
 # Trains one epoch (2 iterations) and resumes a second one, in-process; a

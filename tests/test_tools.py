@@ -17,7 +17,7 @@ from msdet.utils.cli import run_tool
 from msdet.utils.config import check_cfg_options, load_config
 from conftest import REPO, load_tool
 
-DEMO_CFG = osp.join(REPO, 'configs/demo/mask_rcnn_psr50_fpn_demo.py')
+DEMO_CFG = osp.join(REPO, 'configs/psconv/demo/mask_rcnn_psr50_fpn_demo.py')
 TOOLS = sorted(glob.glob(osp.join(REPO, 'tools', '**', '*.py'),
                          recursive=True))
 
@@ -132,7 +132,7 @@ def test_auto_scale_lr_without_config_entry(tmp_path):
 
 
 def test_seg_config_without_mmseg_names_the_extra(monkeypatch):
-    deeplab = osp.join(REPO, 'configs/deeplabv3/demo/deeplabv3_ex50_voc_demo.py')
+    deeplab = osp.join(REPO, 'configs/elastic/demo/deeplabv3_ex50_voc_demo.py')
     monkeypatch.setattr(config_utils, 'mmseg_available', lambda: False)
     with pytest.raises(ModuleNotFoundError, match=r"uses MMSegmentation "
                        r"\(default_scope='mmseg'\), which is not installed: "

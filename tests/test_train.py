@@ -15,7 +15,7 @@ from msdet.datasets.synthetic_coco import make_coco_dataset
 from conftest import COCO_COMPONENTS, load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(REPO, 'configs/demo/mask_rcnn_psr50_fpn_demo.py')
+DEMO_CFG = osp.join(REPO, 'configs/psconv/demo/mask_rcnn_psr50_fpn_demo.py')
 # the demo config with msdet's dataset, hooks and wrapper
 CFG = f'_base_ = {DEMO_CFG!r}\n' + COCO_COMPONENTS
 TWO_EPOCHS = ['--cfg-options', 'train_cfg.max_epochs=2',

@@ -45,14 +45,12 @@ import re
 
 import torch
 
-import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
-from msdet.models.backbones import ElasticResNeXt  # noqa: E402
-from msdet.models.converters import (NBT, ConversionError,  # noqa: E402
-                                     converter_main, infer_depth,
-                                     infer_resnet_widths, source_shape)
-from msdet.utils.cli import run_tool  # noqa: E402
+from msdet.models.backbones import ElasticResNeXt
+from msdet.models.converters import (NBT, ConversionError, Converter,
+                                     infer_depth, infer_resnet_widths,
+                                     source_shape)
+from msdet.utils.cli import run_tool
 
-LAYOUT = 'ELASTIC release ResNeXt (conv1..3 and conv1_d..3_d halves)'
 #: Blocks per stage by (depth, layout), for ``infer_depth``.
 LAYOUTS = {(depth, kind): (None, tuple(blocks))
            for depth in ElasticResNeXt.arch_settings
@@ -159,8 +157,17 @@ def add_arguments(parser):
         'from plain ResNeXt')
 
 
+CONVERTER = Converter(
+    layout='ELASTIC release ResNeXt (conv1..3 and conv1_d..3_d halves)',
+    description=__doc__,
+    target_cfg=target_cfg,
+    equivalence=equivalence,
+    make_rule=make_rule,
+    add_arguments=add_arguments)
+
+
 def main(argv=None):
-    return converter_main(globals(), argv)
+    return CONVERTER.main(argv)
 
 
 if __name__ == '__main__':

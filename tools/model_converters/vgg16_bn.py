@@ -24,13 +24,11 @@ shared BN; ``switchable_bn`` configs have other BN keys (``...bns.{k}``).
 """
 import re
 
-import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
-from msdet.models.backbones import SlimmableVGG  # noqa: E402
-from msdet.models.converters import (CLASSIFIER, ConversionError,  # noqa: E402
-                                     converter_main, source_shape)
-from msdet.utils.cli import run_tool  # noqa: E402
+from msdet.models.backbones import SlimmableVGG
+from msdet.models.converters import (CLASSIFIER, ConversionError, Converter,
+                                     source_shape)
+from msdet.utils.cli import run_tool
 
-LAYOUT = 'torchvision VGG-BN (ImageNet classifier)'
 DROP = {'classifier.': CLASSIFIER['fc.']}
 _WEIGHT_RE = re.compile(r'^features\.(\d+)\.weight$')
 
@@ -65,7 +63,6 @@ def target_cfg(source, args=None):
     return cfg
 
 
-
 def equivalence(args, src):
     return dict(kind='conditional', statement=(
         "at width 1.0 the backbone computes the source's features exactly "
@@ -73,8 +70,16 @@ def equivalence(args, src):
         '(msdet.engine.recalibrate_bn) and slimmable training.'))
 
 
+CONVERTER = Converter(
+    layout='torchvision VGG-BN (ImageNet classifier)',
+    description=__doc__,
+    target_cfg=target_cfg,
+    equivalence=equivalence,
+    drop=DROP)
+
+
 def main(argv=None):
-    return converter_main(globals(), argv)
+    return CONVERTER.main(argv)
 
 
 if __name__ == '__main__':
