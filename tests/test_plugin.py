@@ -15,8 +15,9 @@ from test_mutualnet import SMALL_CFG
 
 HOSTS = ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmseg')
 # The small MutualNet config with every msdet component a config can name.
-CFG = SMALL_CFG + COCO_COMPONENTS + """
-val_dataloader = val_cfg = val_evaluator = test_dataloader = None
+CFG = "_base_ = 'small.py'\n" + COCO_COMPONENTS + """
+val_dataloader = val_cfg = val_evaluator = None
+test_dataloader = test_cfg = test_evaluator = None
 train_cfg = dict(type='SubnetEpochBasedTrainLoop', max_epochs=1)
 param_scheduler = []
 """
@@ -120,6 +121,7 @@ def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp('plugin')
     make_coco_dataset(root / 'data/coco_demo', num_train=4, num_val=1,
                       image_size=128)
+    (root / 'small.py').write_text(SMALL_CFG)
     (root / 'cfg.py').write_text(CFG)
     return root
 
