@@ -211,3 +211,17 @@ def test_what_mmdet_skips_is_one_log_line(good, tmp_path):
     ref = build(root, pipeline=MASKS, cls=CocoDataset)
     assert [ds.get_data_info(i) for i in range(3)] == \
         [ref.get_data_info(i) for i in range(3)]
+
+
+def test_cost_tool_scales_the_embedded_data_up(tmp_path, capsys):
+    """tools/analysis/coco_check_cost.py (the cost stated in the README),
+    at a small scale: the file it writes passes the checks and has the
+    asked numbers of images and annotations."""
+    from conftest import load_tool
+    times = load_tool('analysis/coco_check_cost').main(
+        [str(tmp_path), '--images', '60', '--per-image', '7.3'])
+    data = json.loads((tmp_path / 'instances_large.json').read_text())
+    assert len(data['images']) == 60 and len(data['annotations']) == 438
+    assert set(times) == {'read JSON', 'annotation checks', 'image checks',
+                          "mmdet's CocoDataset"}
+    assert "% of mmdet's loading" in capsys.readouterr().out

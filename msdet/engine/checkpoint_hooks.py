@@ -23,7 +23,8 @@ ATOMIC = dict(backend='atomic_local')
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` (same arguments) that never leaves a
-    half-written file.
+    half-written file: ``default_hooks = dict(checkpoint=dict(
+    type='AtomicCheckpointHook'))``.
 
     Every checkpoint (regular, best and published) and ``last_checkpoint``
     are written to a temp file beside them and renamed (msdet's
@@ -132,7 +133,9 @@ def _fit_report(own, state):
 class CheckpointFitHook(Hook):
     """Refuse, before training or testing starts, a checkpoint that does not
     fit: one ``ValueError`` instead of mmengine's warnings and a run that
-    trains from random weights or tests at AP 0.
+    trains from random weights or tests at AP 0:
+    ``default_hooks = dict(checkpoint_fit=dict(type='CheckpointFitHook'))``
+    (or in ``custom_hooks``).
 
     Checked when the runner loads a checkpoint (``load_from``, ``resume``,
     ``tools/test.py CHECKPOINT``), against the model's ``state_dict``:

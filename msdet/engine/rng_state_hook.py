@@ -37,7 +37,9 @@ def preserved_rng():
 @HOOKS.register_module()
 class RNGStateHook(Hook):
     """Save every rank's RNG states with each checkpoint, restore them on
-    resume, so that a resumed run continues exactly as the uninterrupted one.
+    resume, so that a resumed run continues exactly as the uninterrupted one:
+    ``default_hooks = dict(rng_state=dict(type='RNGStateHook'))`` (or in
+    ``custom_hooks``).
 
     mmengine re-seeds a resumed run from ``randomness.seed``, so random data
     augmentation (e.g. ``RandomFlip``, numpy's global RNG in the main process
