@@ -63,15 +63,8 @@ class _Entry:
                          f'{what}; allowed: {allowed}.')
 
 
-def _is_id(value):
-    return isinstance(value, (int, str)) and not isinstance(value, bool)
-
-
+_ID = {int, str}  # not bool
 _NUMBER = {int, float}
-
-
-def _is_number(value):
-    return type(value) in _NUMBER and math.isfinite(value)
 
 
 def _numbers(values):
@@ -85,19 +78,22 @@ def _is_size(value):
         and value > 0
 
 
-def _check_entries(data, section, required, err):
+def _check_entries(data, section, err):
+    """Each entry an object with the section's fields and a unique int / str
+    id; returns ``{id: index}``."""
+    required = REQUIRED[section]
+    need = set(required)
     seen = {}
     for i, entry in enumerate(data[section]):
-        if not isinstance(entry, dict):
+        if type(entry) is not dict:
             err.bad(section, i, entry, None,
-                    f'a JSON object with {list(REQUIRED[section])}')
-        for key in required:
-            if key not in entry:
-                err.bad(section, i, entry, key,
-                        f'each entry of {section!r} needs '
-                        f'{list(REQUIRED[section])}')
+                    f'a JSON object with {list(required)}')
+        if not entry.keys() >= need:
+            missing = next(k for k in required if k not in entry)
+            err.bad(section, i, entry, missing,
+                    f'each entry of {section!r} needs {list(required)}')
         ident = entry['id']
-        if not _is_id(ident):
+        if type(ident) not in _ID:
             err.bad(section, i, entry, 'id', IDS)
         if ident in seen:
             err.bad(section, i, entry, 'id',
@@ -112,7 +108,7 @@ def _check_polygons(seg, i, ann, err):
     if not seg:
         return False
     for poly in seg:
-        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 \
+        if type(poly) is not list or len(poly) < 6 or len(poly) % 2 \
                 or not _numbers(poly):
             err.bad('annotations', i, ann, 'segmentation', allowed,
                     value=poly)
@@ -178,14 +174,14 @@ def check_coco(data, ann_file, classes=None, need_masks=False,
             problem = ('is not a list' if section in data else 'is missing')
             raise ValueError(f'{ann_file!r}: the {section!r} list {problem}; '
                              f'a COCO file needs {sorted(REQUIRED)}.')
-    cats = _check_entries(data, 'categories', REQUIRED['categories'], err)
+    cats = _check_entries(data, 'categories', err)
     names = {}
     for i, cat in enumerate(data['categories']):
         if not isinstance(cat['name'], str) or cat['name'] in names:
             err.bad('categories', i, cat, 'name',
                     'a string naming one category only')
         names[cat['name']] = cat['id']
-    images = _check_entries(data, 'images', REQUIRED['images'], err)
+    images = _check_entries(data, 'images', err)
     for i, img in enumerate(data['images']):
         if not (isinstance(img['file_name'], str) and img['file_name']):
             err.bad('images', i, img, 'file_name', 'a non-empty string')
@@ -195,32 +191,37 @@ def check_coco(data, ann_file, classes=None, need_masks=False,
     counts = dict(crowd=0, tiny=0, other_classes=0, ignored=0)
     anns = data.get('annotations', [])
     if 'annotations' in sections:
-        _check_entries(data, 'annotations', REQUIRED['annotations'], err)
+        _check_entries(data, 'annotations', err)
     wanted = None if classes is None else {names.get(c) for c in classes}
     per_class = dict.fromkeys(wanted or (), 0)
+    entries = data['images']
     for i, ann in enumerate(anns):
-        if not _is_id(ann['image_id']) or ann['image_id'] not in images:
+        image_id = ann['image_id']
+        if type(image_id) not in _ID or image_id not in images:
             err.bad('annotations', i, ann, 'image_id',
                     f'the id of an entry of images ({len(images)} in the '
                     'file)')
-        if not _is_id(ann['category_id']) or ann['category_id'] not in cats:
+        category = ann['category_id']
+        if type(category) not in _ID or category not in cats:
             err.bad('annotations', i, ann, 'category_id',
                     f'the id of an entry of categories: {sorted(cats)[:20]}')
-        image = data['images'][images[ann['image_id']]]
+        image = entries[images[image_id]]
         bbox = ann['bbox']
-        if not (isinstance(bbox, list) and len(bbox) == 4 and
-                _numbers(bbox)) or bbox[2] < 0 or bbox[3] < 0:
+        if type(bbox) is not list or len(bbox) != 4 or not _numbers(bbox) \
+                or bbox[2] < 0 or bbox[3] < 0:
             err.bad('annotations', i, ann, 'bbox',
                     '[x, y, width, height], 4 finite numbers with width '
                     'and height >= 0')
-        if not _is_number(ann['area']) or ann['area'] < 0:
+        area = ann['area']
+        if type(area) not in _NUMBER or not 0 <= area < math.inf:
             err.bad('annotations', i, ann, 'area', 'a finite number >= 0')
-        if ann.get('iscrowd', 0) not in (0, 1):
+        crowd = ann.get('iscrowd', 0)
+        if crowd not in (0, 1):
             err.bad('annotations', i, ann, 'iscrowd', '0 or 1')
         seg = ann.get('segmentation')
-        if isinstance(seg, list):
+        if type(seg) is list:
             has_mask = _check_polygons(seg, i, ann, err)
-        elif isinstance(seg, dict):
+        elif type(seg) is dict:
             has_mask = _check_rle(seg, i, ann, image, err)
         elif seg is None:
             has_mask = False
@@ -228,26 +229,26 @@ def check_coco(data, ann_file, classes=None, need_masks=False,
             err.bad('annotations', i, ann, 'segmentation',
                     'polygons (a list of lists of numbers) or an RLE dict')
         # what mmdet's CocoDataset.parse_data_info skips, in its order
-        x, y, w, h = bbox
         if ann.get('ignore', False):
             counts['ignored'] += 1
             continue
+        x, y, w, h = bbox
         if min(x + w, image['width']) <= max(x, 0) or \
                 min(y + h, image['height']) <= max(y, 0) or \
-                ann['area'] <= 0 or w < 1 or h < 1:
+                area <= 0 or w < 1 or h < 1:
             counts['tiny'] += 1
             continue
-        if wanted is not None and ann['category_id'] not in wanted:
+        if wanted is not None and category not in wanted:
             counts['other_classes'] += 1
             continue
         if need_masks and not has_mask:
             err.bad('annotations', i, ann, 'segmentation',
                     'polygons or an RLE for every annotation, as the '
                     'pipeline loads masks (LoadAnnotations with_mask=True)')
-        if ann.get('iscrowd', 0):
+        if crowd:
             counts['crowd'] += 1
         elif wanted is not None:
-            per_class[ann['category_id']] += 1
+            per_class[category] += 1
     if classes is not None:
         unknown = [c for c in classes if c not in names]
         if unknown:
