@@ -16,7 +16,8 @@ from mmengine.config import Config
 
 from msdet.datasets.synthetic_coco import make_coco_dataset
 from msdet.engine import SandwichSampler, iteration_rng
-from msdet.utils.dist import check_cuda_only_settings, init_distributed
+from msdet.utils.dist import (check_cuda_only_settings,
+                              check_wrapper_settings, init_distributed)
 from conftest import REPO, RUNTIME_COMPONENTS, load_tool, working_dir
 from test_mutualnet import SCALES, SMALL_CFG
 
@@ -380,3 +381,19 @@ def test_train_amp_fails_before_training(workdir):
     with pytest.raises(ValueError, match='without --amp'):
         load_tool('train').main(['ddp.py', '--amp', '--work-dir', 'wd_amp'])
     assert not (workdir / 'wd_amp').exists()
+
+
+def test_top_level_find_unused_parameters_with_a_wrapper_cfg():
+    """mmengine ignores it when model_wrapper_cfg is set: one error saying
+    where it goes; inside the wrapper's config, or without one, it is
+    fine."""
+    with pytest.raises(ValueError, match=r"find_unused_parameters=True at "
+                       r"the top level .* write model_wrapper_cfg=dict\("
+                       r"type='CPUCompatibleDDP', find_unused_parameters="
+                       r"True\) instead"):
+        check_wrapper_settings(cpu_cfg(
+            find_unused_parameters=True,
+            model_wrapper_cfg=dict(type='CPUCompatibleDDP')))
+    check_wrapper_settings(cpu_cfg(find_unused_parameters=True))
+    check_wrapper_settings(cpu_cfg(model_wrapper_cfg=dict(
+        type='CPUCompatibleDDP', find_unused_parameters=True)))

@@ -9,7 +9,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .checkpoint import check_checkpoint_file
-from .dist import check_cuda_only_settings, init_distributed
+from .dist import (check_cuda_only_settings, check_wrapper_settings,
+                   init_distributed)
 
 SEG_EXTRA = ("pip install 'msdet[seg]' (MMSegmentation 1.2, "
              "mmsegmentation>=1.2.2,<1.3)")
@@ -105,11 +106,14 @@ def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
 def build_runner(cfg):
     """The config's ``runner_type`` if it names one, else mmengine's Runner.
     First refused: settings this machine cannot run (CUDA-only, see
-    :func:`msdet.utils.dist.check_cuda_only_settings`) and a ``load_from``
+    :func:`msdet.utils.dist.check_cuda_only_settings`), a
+    ``find_unused_parameters`` mmengine would ignore
+    (:func:`msdet.utils.dist.check_wrapper_settings`) and a ``load_from``
     that is not a complete checkpoint file; then the process group of
     ``cfg.launcher`` is started (:func:`msdet.utils.dist.init_distributed`,
     with ``env_cfg.dist_cfg``)."""
     check_cuda_only_settings(cfg)
+    check_wrapper_settings(cfg)
     if cfg.get('load_from'):
         check_checkpoint_file(cfg.load_from)
     init_distributed(cfg.get('launcher', 'none'), cfg.get('env_cfg'))

@@ -123,6 +123,22 @@ class CPUCompatibleDDP(MMDistributedDataParallel):
                          **kwargs)
 
 
+def check_wrapper_settings(cfg):
+    """mmengine reads the config's top-level ``find_unused_parameters`` only
+    when there is no ``model_wrapper_cfg``; with one (msdet's configs name
+    :class:`CPUCompatibleDDP`) a top-level ``True`` would be silently
+    ignored and DDP would fail on the first unused parameter: one
+    ``ValueError`` saying where it goes."""
+    wrapper = cfg.get('model_wrapper_cfg')
+    if cfg.get('find_unused_parameters') and wrapper is not None and \
+            'find_unused_parameters' not in wrapper:
+        raise ValueError(
+            'find_unused_parameters=True at the top level of the config is '
+            'ignored by mmengine when model_wrapper_cfg is set; write '
+            f"model_wrapper_cfg=dict(type={wrapper.get('type')!r}, "
+            'find_unused_parameters=True) instead.')
+
+
 #: optim_wrapper types that need an accelerator (mmengine asserts one).
 AMP_WRAPPERS = ('AmpOptimWrapper', 'ApexOptimWrapper')
 
