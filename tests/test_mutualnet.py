@@ -23,6 +23,7 @@ from msdet.datasets.synthetic_coco import make_coco_dataset
 from msdet.engine import (SandwichSampler, Subnet, SubnetSwitchHook,
                           iteration_rng, multi_subnet_train_step,
                           recalibrate_bn, rescale_batch)
+from msdet.engine.subnet_loops import SubnetTrainLoop
 from msdet.models.backbones.slimmable_vgg import SlimmableVGG
 from msdet.ops import (Range, SlimmableBatchNorm2d, SlimmableConv2d,
                        set_subnet, subnet_space)
@@ -48,6 +49,7 @@ model = dict(
                    rcnn=dict(sampler=dict(num=64))))
 custom_hooks = [dict(type='SubnetSwitchHook', calib_images=4,
                      sampler=dict(type='SandwichSampler', scales={SCALES}))]
+train_cfg = dict(type='SubnetEpochBasedTrainLoop')
 _resize = dict(type='Resize', scale=(128, 128), keep_ratio=True)
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=[
     dict(type='LoadImageFromFile'),
@@ -551,6 +553,23 @@ def test_resume_continues_the_same_sampling(trained):
     assert [s for _, s in resumed_record] == [s for _, s in record[10:]]
 
 
+def test_switch_hook_refuses_a_loop_that_cannot_train_subnets(workdir):
+    with pytest.raises(ValueError, match=r"SubnetSwitchHook: .* "
+                       r"train_cfg.type is 'EpochBasedTrainLoop', set "
+                       r"train_cfg.type='SubnetEpochBasedTrainLoop'"):
+        load_tool('train').main(['small.py', '--work-dir', 'wd_loop',
+                                 '--cfg-options',
+                                 'train_cfg.type=EpochBasedTrainLoop'])
+
+
+def test_subnet_loop_needs_the_switch_hook(workdir):
+    with pytest.raises(ValueError, match=r'SubnetEpochBasedTrainLoop: .* '
+                       r'custom_hooks has 0 SubnetSwitchHook\(s\), needs '
+                       r'exactly one'):
+        load_tool('train').main(['small.py', '--work-dir', 'wd_hook',
+                                 '--cfg-options', 'custom_hooks=[]'])
+
+
 # --- DDP: 2 CPU processes (gloo) -------------------------------------------
 
 @TASK_UTILS.register_module(force=True)
@@ -594,6 +613,7 @@ def ddp_worker(rank, port, out):
     model = MMDistributedDataParallel(module=Toy())
     runner = SimpleNamespace(
         model=model, seed=17 + rank,  # as with diff_rank_seed: rank 0 wins
+        train_loop=SubnetTrainLoop(),
         message_hub=MessageHub.get_instance(f'ddp_toy{rank}'),
         optim_wrapper=OptimWrapper(torch.optim.SGD(model.parameters(),
                                                    lr=0.1)))
@@ -604,7 +624,8 @@ def ddp_worker(rank, port, out):
         runner.iter, runner.epoch = it, 0
         hook.before_train_iter(runner, it)
         sampled.append(hook.subnets)
-        model.train_step(toy_batch(rank, it), runner.optim_wrapper)
+        multi_subnet_train_step(model, toy_batch(rank, it),
+                                runner.optim_wrapper, hook.subnets)
         hook.after_train_iter(runner, it)
     torch.save(dict(subnets=sampled, params=dict(
         model.module.named_parameters())), osp.join(out, f'{rank}.pt'))

@@ -349,7 +349,7 @@ val_dataloader = dict(batch_size=2, dataset=dict(pipeline=[
                                           'img_shape', 'scale_factor'))]))
 test_dataloader = val_dataloader
 param_scheduler = []
-train_cfg = dict(max_epochs=3, val_interval=100)
+train_cfg = dict(type='SubnetEpochBasedTrainLoop', max_epochs=3, val_interval=100)
 default_hooks = dict(checkpoint=dict(interval=3))
 """
 

@@ -49,6 +49,7 @@ from msdet.models.backbones import ElasticResNeXt
 from msdet.models.converters import (NBT, ConversionError, Converter,
                                      infer_depth, infer_resnet_widths,
                                      source_shape)
+from msdet.utils.cli import run_tool
 
 #: Blocks per stage by (depth, layout), for ``infer_depth``.
 LAYOUTS = {(depth, kind): (None, tuple(blocks))
@@ -170,4 +171,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

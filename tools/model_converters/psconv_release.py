@@ -52,6 +52,7 @@ import torch
 from msdet.models.backbones import PSResNet
 from msdet.models.converters import (ConversionError, Converter,
                                      infer_resnet_cfg)
+from msdet.utils.cli import run_tool
 
 PARTS = 4
 #: Rate of the release's kernels [out part j, in part (j + o) % 4], by o:
@@ -211,4 +212,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

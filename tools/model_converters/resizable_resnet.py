@@ -19,6 +19,7 @@ from msdet.models.backbones.resizable_resnet import (DEFAULT_FACTORS,
                                                      ResizableResNet)
 from msdet.models.converters import (ConversionError, Converter,
                                      infer_resnet_cfg)
+from msdet.utils.cli import run_tool
 
 
 def add_arguments(parser):
@@ -68,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -48,6 +48,7 @@ import torch
 
 from msdet.models.backbones import ScaleNet
 from msdet.models.converters import Converter, infer_depth, source_shape
+from msdet.utils.cli import run_tool
 
 _SA_RE = re.compile(r'^(layer\d+\.\d+)\.(?:conv2\.branches\.(\d+)\.weight|'
                     r'bn2\.(\w+))$')
@@ -115,4 +116,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -19,6 +19,7 @@ plain conv) does the converted backbone reproduce the source.
 """
 from msdet.models.backbones import PSResNet
 from msdet.models.converters import Converter, infer_resnet_cfg
+from msdet.utils.cli import run_tool
 
 
 def target_cfg(source, args=None):
@@ -45,4 +46,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -27,6 +27,7 @@ import re
 from msdet.models.backbones import SlimmableVGG
 from msdet.models.converters import (CLASSIFIER, ConversionError, Converter,
                                      source_shape)
+from msdet.utils.cli import run_tool
 
 DROP = {'classifier.': CLASSIFIER['fc.']}
 _WEIGHT_RE = re.compile(r'^features\.(\d+)\.weight$')
@@ -82,4 +83,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
