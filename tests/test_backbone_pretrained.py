@@ -129,3 +129,34 @@ def test_psconv_layout_record_checked_on_pretrained_load(tmp_path):
                        r"\(state_dict version 3\), this PSConv stores "
                        r"layout 'blocks'"):
         build('PSResNet', path).init_weights()
+
+
+def test_layout_record_follows_the_prefix_and_bad_prefixes_are_named(
+        tmp_path):
+    src = build('PSResNet')
+    state = src.state_dict()
+    det = type(state)((f'backbone.{k}', v) for k, v in state.items())
+    det._metadata = type(state._metadata)(
+        (f'backbone.{k}' if k else 'backbone', v)
+        for k, v in state._metadata.items())
+    det._metadata['backbone.layer2.1.conv2']['version'] = 3
+    path = tmp_path / 'detector.pth'
+    torch.save({'state_dict': det}, path)
+
+    def load(prefix):
+        return MODELS.build(dict(type='PSResNet', **SMALL['PSResNet'],
+                                 init_cfg=dict(type='Pretrained',
+                                               prefix=prefix,
+                                               checkpoint=str(path))))
+
+    with pytest.raises(ValueError, match=r"PSConv layer2.1.conv2: the "
+                       r"checkpoint records weight layout 'unknown'"):
+        load('backbone').init_weights()  # the dot is optional, as mmengine's
+    with pytest.raises(ValueError, match=(
+            r"^PSResNet: checkpoint '.*detector.pth' has no key starting "
+            r"with the init_cfg prefix 'model.' \(e.g. \['backbone.conv1")):
+        load('model.').init_weights()
+    torch.save([1, 2], path)
+    with pytest.raises(ValueError, match=r"^PSResNet: checkpoint "
+                       r"'.*detector.pth' holds a list, not a state dict\."):
+        build('PSResNet', path).init_weights()

@@ -24,9 +24,7 @@ from mmdet.models.layers import ResLayer
 from mmengine.logging import print_log
 from mmengine.model import Sequential
 from mmengine.model.weight_init import PretrainedInit, update_init_info
-from mmengine.runner.checkpoint import (CheckpointLoader,
-                                        _load_checkpoint_with_prefix,
-                                        load_state_dict)
+from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
 
 from ...utils.validation import check_choice, check_int, check_ints
 
@@ -89,18 +87,38 @@ def check_pretrained(owner, init_cfg):
                 'norm_eval=False and frozen_stages=-1).')
 
 
-def read_state_dict(cfg) -> Dict:
+def read_state_dict(owner, cfg) -> Dict:
     """The state dict a ``Pretrained`` init config gives, as mmengine's
-    ``PretrainedInit`` reads it (``prefix``; DataParallel's ``module.``
-    stripped; state_dict metadata kept)."""
-    path, map_location = cfg['checkpoint'], cfg.get('map_location', 'cpu')
-    if cfg.get('prefix') is not None:
-        return _load_checkpoint_with_prefix(cfg['prefix'], path, map_location)
-    ckpt = CheckpointLoader.load_checkpoint(path, map_location)
+    ``PretrainedInit`` reads it: the checkpoint's ``state_dict`` (or the
+    checkpoint itself); with ``prefix``, the keys under it, prefix removed,
+    else DataParallel's ``module.`` removed. State dict metadata (module
+    versions) follows the keys."""
+    path = cfg['checkpoint']
+    ckpt = CheckpointLoader.load_checkpoint(path,
+                                            cfg.get('map_location', 'cpu'))
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'{owner}: checkpoint {path!r} holds a '
+                         f'{type(ckpt).__name__}, not a state dict.')
     state_dict = ckpt.get('state_dict', ckpt)
-    out = OrderedDict((re.sub(r'^module\.', '', k), v)
-                      for k, v in state_dict.items())
-    out._metadata = getattr(state_dict, '_metadata', OrderedDict())
+    prefix = cfg.get('prefix')
+    if prefix:
+        prefix = prefix.rstrip('.') + '.'
+        keys = {k: k[len(prefix):] for k in state_dict if k.startswith(prefix)}
+        if not keys:
+            raise ValueError(
+                f'{owner}: checkpoint {path!r} has no key starting with the '
+                f'init_cfg prefix {prefix!r} (e.g. {list(state_dict)[:3]}).')
+    else:
+        prefix = 'module.'
+        keys = {k: k[len(prefix):] if k.startswith(prefix) else k
+                for k in state_dict}
+    out = OrderedDict((new, state_dict[old]) for old, new in keys.items())
+    out._metadata = OrderedDict()
+    for key, value in getattr(state_dict, '_metadata', {}).items():
+        if (key + '.').startswith(prefix):  # 'backbone' -> '', ...
+            out._metadata[(key + '.')[len(prefix):-1]] = value
+        elif prefix == 'module.':
+            out._metadata[key] = value
     return out
 
 
@@ -156,7 +174,7 @@ class PretrainedMixin:
         for cfg in pretrained:
             print_log(f"load {cfg.get('prefix') or 'model'} from: "
                       f"{cfg['checkpoint']}", logger='current')
-            state_dict = read_state_dict(cfg)
+            state_dict = read_state_dict(owner, cfg)
             check_fits(owner, self.state_dict(), state_dict,
                        cfg['checkpoint'])
             load_state_dict(self, state_dict, strict=False, logger='current')
@@ -206,8 +224,14 @@ class ResNetFamily(PretrainedMixin):
             kwargs.update(groups=self.groups, base_width=self.base_width,
                           base_channels=self.base_channels)
         stage = (kwargs['planes'] // self.base_channels).bit_length() - 1
+        per_block = self.block_args(stage, **kwargs)
+        if len(per_block) != kwargs['num_blocks']:
+            raise ValueError(
+                f'{type(self).__name__}.block_args gave {len(per_block)} '
+                f"dicts for the {kwargs['num_blocks']} blocks of stage "
+                f'{stage}.')
         blocks = []
-        for args in self.block_args(stage, **kwargs):
+        for args in per_block:
             blocks.append(ResLayer(**dict(kwargs, **args, num_blocks=1))[0])
             kwargs.update(stride=1, inplanes=kwargs['planes'] *
                           kwargs['block'].expansion)
