@@ -82,22 +82,25 @@ def _runner(module, x, backward):
 
 
 def psconv_convs_only(conv, x):
-    """Just the per-rate convolutions of ``conv``'s plan for ``x``, on inputs
-    and weights prepared beforehand: what PSConv costs without its data
-    movement (block permutations, weight gather, summation)."""
-    name = conv._which(x)
-    plan, _ = conv._plans[name]
+    """Just the rate-grouped convolutions of ``conv``'s plan, on weights
+    gathered beforehand: what PSConv costs without its data movement (weight
+    gather, block sums)."""
+    plan = conv._plan
+    c_out, _, kh, kw = conv.weight.shape
     with torch.no_grad():
-        _, inputs = conv._inputs(name, x)
-        calls = [(inputs[c.src or 0], w.contiguous(), c)
-                 for c, w in zip(plan, conv._weights(name, conv.weight))]
+        chunks = conv.weight.reshape(len(conv._plan_index), -1)[
+            conv._plan_index].split([c_out * len(c.ins[0])
+                                     for c in plan.convs])
+        calls = [(w.reshape(c_out, -1, kh, kw).contiguous(), c)
+                 for w, c in zip(chunks, plan.convs)]
 
     def run():
         with torch.no_grad():
-            for inp, w, c in calls:
-                F.conv2d(inp, w, None, 1, c.rate, c.rate, c.groups)
+            for w, c in calls:
+                F.conv2d(x, w, None, 1, c.rate, c.rate,
+                         conv.groups * len(c.ins))
 
-    return name, run
+    return 'rate-grouped', run
 
 
 def bench_shape(channels, height, width, kind, batch, reps, device):
@@ -119,7 +122,7 @@ def bench_shape(channels, height, width, kind, batch, reps, device):
         res = measure(fns, 'dense', reps, device=device)
         rows.append(
             dict(shape=[channels, height, width], kind=kind, mode=mode,
-                 batch=batch, plan=plan or modules['psconv']._which(x),
+                 batch=batch, plan=plan or 'rate-grouped',
                  **_figures(res)))
         del x, fns
     return rows

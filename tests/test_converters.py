@@ -369,16 +369,15 @@ def assert_same_outputs(src, dst, x, stages=range(4)):
 
 
 # --------------------------------------------------------------- PSConv op
-@pytest.mark.parametrize('layout', ['blocks', 'interleaved'])
 @pytest.mark.parametrize('groups,stride', [(1, 1), (2, 2)])
-def test_psconv_mapping_is_exact_per_op(groups, stride, layout):
+def test_psconv_mapping_is_exact_per_op(groups, stride):
     """One release conv2 == msdet's PSConv with the merged weight, the input
     channels permuted by in_dest and the output by out_dest; every kernel
     keeps its dilation rate."""
     tool = load_tool('model_converters/psconv_release')
     c = 32 * groups
     rel = randomize(ReleasePSConv(c, stride, groups))
-    ps = PSConv2d(c, c, 3, stride, 1, groups=groups, layout=layout).to(DTYPE)
+    ps = PSConv2d(c, c, 3, stride, 1, groups=groups).to(DTYPE)
     s = tool.rate_shift(ps.pattern)
     assert s == 1
     in_dest = tool.channel_dest(ps, c, s)

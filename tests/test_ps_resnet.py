@@ -31,6 +31,17 @@ def test_ps_resnet50_size_matches_paper_table2():
     assert abs((flops + 2048 * 1000) / 4.089e9 - 1) < 0.01  # "4.089"
 
 
+def test_parameter_names_and_shapes_are_mmdet_resnets():
+    """The per-block stage building keeps mmdet's ``layerN.j.*`` names."""
+    ps, ref = small(), ResNet(depth=50, base_channels=16)
+    assert [(k, v.shape) for k, v in ps.state_dict().items()] == \
+        [(k, v.shape) for k, v in ref.state_dict().items()]
+    px = PSResNeXt(depth=50, groups=4, base_channels=16)
+    rx = ResNeXt(depth=50, groups=4, base_channels=16)
+    assert [(k, v.shape) for k, v in px.state_dict().items()] == \
+        [(k, v.shape) for k, v in rx.state_dict().items()]
+
+
 def test_every_bottleneck_3x3_is_psconv_and_nothing_else():
     ps = small()
     ps_convs = {n for n, m in ps.named_modules() if isinstance(m, PSConv2d)}
@@ -117,10 +128,33 @@ def test_ps_cfg_reaches_every_psconv():
 
 
 @pytest.mark.parametrize('kwargs,exc,match', [
-    (dict(depth=34), ValueError, 'depth=34'),
-    (dict(out_indices=(0, 4)), ValueError, r'out_indices=\(0, 4\)'),
-    (dict(frozen_stages=5), ValueError, 'frozen_stages=5'),
-    (dict(ps_cfg=dict(pattern=(1, 2, 1))), ValueError, 't=3'),
+    (dict(depth=34), ValueError,
+     r'^PSResNet: depth=34; allowed: \[50, 101, 152\]\.$'),
+    (dict(out_indices=(0, 4)), ValueError,
+     r'^PSResNet: out_indices=\(0, 4\); allowed: a non-empty sequence of '
+     r'ints in 0..3\.$'),
+    (dict(frozen_stages=5), ValueError,
+     r'^PSResNet: frozen_stages=5; allowed: an int in -1 \(none\)..4\.$'),
+    (dict(num_stages=5), ValueError, r'^PSResNet: num_stages=5; allowed'),
+    (dict(strides=(1, 2, 2)), ValueError,
+     r'^PSResNet: strides=\(1, 2, 2\); allowed: 4 ints >= 1 \(one per '
+     r'stage\)\.$'),
+    (dict(strides=(1, 2, 2, 1.5)), ValueError,
+     r'^PSResNet: strides=\(1, 2, 2, 1.5\); allowed'),
+    (dict(dilations=(1, 1, 1, 0)), ValueError,
+     r'^PSResNet: dilations=\(1, 1, 1, 0\); allowed: 4 ints >= 1'),
+    (dict(num_stages=3, out_indices=(0, 1, 2), strides=(1, 2, 2, 2)),
+     ValueError,
+     r'^PSResNet: strides=\(1, 2, 2, 2\); allowed: 3 ints >= 1'),
+    (dict(base_channels=True), ValueError,
+     r'^PSResNet: base_channels=True; allowed: an int >= 1\.$'),
+    (dict(ps_cfg=dict(pattern=(1, 2, 1))), ValueError,
+     r'^PSConv: in_channels=16; allowed: .*t=3'),
+    (dict(ps_cfg=dict(pattern=(1, 2.5, 1, 4))), ValueError,
+     r'^PSConv: pattern=\(1, 2.5, 1, 4\); allowed: a non-empty sequence of '
+     r'ints >= 1'),
+    (dict(ps_cfg=dict(pattern=(1, 2, 0, 4))), ValueError,
+     r'^PSConv: pattern=\(1, 2, 0, 4\); allowed'),
     (dict(dcn=dict(type='DCN'), stage_with_dcn=(True, ) * 4), ValueError,
      'dcn'),
     (dict(init_cfg=dict(type='Pretrained', checkpoint='nope/ps50.pth')),

@@ -1,4 +1,6 @@
 """PSConv equals eq. (3) of the PSConv paper, with the cost of a dense conv."""
+from collections import OrderedDict
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -40,13 +42,12 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize('layout', ['blocks', 'interleaved'])
 @pytest.mark.parametrize('cin,cout,groups,stride,pattern,dil,k', CASES)
 def test_equals_eq3_fp32_with_gradients(cin, cout, groups, stride, pattern,
-                                        dil, k, layout):
+                                        dil, k):
     torch.manual_seed(0)
     conv = PSConv2d(cin, cout, k, stride, dil * (k // 2), dil, groups,
-                    bias=True, pattern=pattern, layout=layout)
+                    bias=True, pattern=pattern)
     x = torch.randn(2, cin, 13, 10, requires_grad=True)
     y = conv(x)
     ref = naive_psconv(x, conv.weight, conv.dilation_matrix, stride,
@@ -62,8 +63,13 @@ def test_equals_eq3_fp32_with_gradients(cin, cout, groups, stride, pattern,
 
 
 def test_dilation_matrix_cycles_and_shifts():
-    conv = PSConv2d(16, 8, 3, groups=2, layout='interleaved')
-    D = conv.dilation_matrix
+    """Section 3.2 in eq. (3)'s channel numbering (``residue_channels``)."""
+    conv = PSConv2d(16, 8, 3, groups=2)
+    # eq. (3)'s channel m * t + r of a group sits at residue_channels[r, m]
+    eq3_in = conv.residue_channels(8).t().flatten()
+    eq3_out = conv.residue_channels(4).t().flatten()
+    eq3_out = torch.cat([eq3_out, 4 + eq3_out])
+    D = conv.dilation_matrix[eq3_out][:, eq3_in]
     assert D.shape == (8, 8)
     # row c is the pattern shifted by c along the input channels (sec. 3.2)
     assert D[0].tolist() == [1, 2, 1, 4, 1, 2, 1, 4]
@@ -78,33 +84,30 @@ def test_dilation_matrix_cycles_and_shifts():
                        2 * PSConv2d(8, 8, 3).dilation_matrix)
 
 
-def test_blocks_layout_is_eq3_with_channels_sorted_into_rate_blocks():
-    """Appendix B: the default layout stores each residue's channels as one
-    block; it is the interleaved layer with its channels permuted."""
-    inter = PSConv2d(8, 16, 3, layout='interleaved')
-    blocks = PSConv2d(8, 16, 3)
-    assert blocks.layout == 'blocks'
-    # the grouped plan's block order: rate 1's input sets {0, 2}, {1, 3}
-    assert blocks.residue_channels(8).tolist() == [[0, 1], [4, 5], [2, 3],
-                                                   [6, 7]]
-    assert inter.residue_channels(8).tolist() == [[0, 4], [1, 5], [2, 6],
-                                                  [3, 7]]
-    # the same (residue, position) in both layouts
-    i_in, i_out = (inter.residue_channels(n).flatten() for n in (8, 16))
-    b_in, b_out = (blocks.residue_channels(n).flatten() for n in (8, 16))
-    assert torch.equal(blocks.dilation_matrix[b_out][:, b_in],
-                       inter.dilation_matrix[i_out][:, i_in])
-    # constant on each (out block, in block)
-    D = blocks.dilation_matrix.view(4, 4, 4, 2)
+def test_layout_is_eq3_with_channels_sorted_into_rate_blocks():
+    """Appendix B: each residue's channels are one block; the layer is eq.
+    (3) with the paper's cyclic D (res(k) = k mod t) up to that permutation
+    of its input and output channels."""
+    conv = PSConv2d(8, 16, 3).double()
+    assert conv.order == [0, 2, 1, 3]  # rate 1's input sets {0, 2}, {1, 3}
+    assert conv.residue_channels(8).tolist() == [[0, 1], [4, 5], [2, 3],
+                                                 [6, 7]]
+    t, pattern = 4, torch.tensor((1, 2, 1, 4))
+    # D as printed in the paper: D[c, k] = pattern[(k - c) mod t]
+    paper_D = pattern[(torch.arange(8)[None] - torch.arange(16)[:, None]) % t]
+    # eq. (3)'s channel m * t + r is the layer's residue_channels[r, m]
+    p_in = conv.residue_channels(8).t().flatten()
+    p_out = conv.residue_channels(16).t().flatten()
+    assert torch.equal(conv.dilation_matrix[p_out][:, p_in], paper_D)
+    # D is constant on each (output block, input block)
+    D = conv.dilation_matrix.view(4, 4, 4, 2)
     assert (D == D[:, :1, :, :1]).all()
+    x = torch.randn(2, 8, 9, 10, dtype=torch.double)
+    paper_w = conv.weight[p_out][:, p_in]
     with torch.no_grad():
-        inter.weight[i_out[:, None], i_in] = blocks.weight[b_out[:, None],
-                                                           b_in]
-    x = torch.randn(2, 8, 9, 10)
-    x_b = torch.empty_like(x)
-    x_b[:, b_in] = x[:, i_in]
-    with torch.no_grad():
-        torch.testing.assert_close(blocks(x_b)[:, b_out], inter(x)[:, i_out])
+        torch.testing.assert_close(
+            conv(x[:, torch.argsort(p_in)])[:, p_out],
+            naive_psconv(x, paper_w, paper_D, 1, 1))
 
 
 def test_one_dense_weight_and_plain_conv_parameter_count():
@@ -130,15 +133,43 @@ def test_flops_equal_dense_conv(channels, groups, stride):
 
 
 @pytest.mark.parametrize('kwargs,match', [
-    (dict(pattern=()), 'empty'),
-    (dict(pattern=(1, 0, 1, 4)), 'rates must be >= 1'),
-    (dict(pattern=(1, 2, 1, 4), interval=8), 't=8'),
-    (dict(pattern=(1, 2, 1)), 't=3 must divide'),
-    (dict(groups=8), 'groups=8'),
-    (dict(padding=0), 'padding'),
+    (dict(pattern=()), r'pattern=\(\); allowed: a non-empty sequence of '
+     r'ints >= 1'),
+    (dict(pattern=(1, 0, 1, 4)), r'pattern=\(1, 0, 1, 4\); allowed: .*'
+     r'ints >= 1'),
+    (dict(pattern=(1, 2.5, 1, 4)), r'pattern=\(1, 2.5, 1, 4\); allowed'),
+    (dict(pattern=(1, True)), r'pattern=\(1, True\); allowed'),
+    (dict(pattern='1214'), r"pattern='1214'; allowed"),
+    (dict(pattern=(1, 2, 1)), r'in_channels=16; allowed: .*t=3'),
+    (dict(groups=8), r'in_channels=16; allowed: a multiple of groups \* t = '
+     r'8 \* 4'),
+    (dict(padding=0), r'padding=\(0, 0\); allowed'),
+    (dict(kernel_size=2, padding=1), r'padding=\(1, 1\); allowed: .* odd'),
+    (dict(padding_mode='reflect'), r"padding_mode='reflect'; allowed"),
 ])
 def test_bad_arguments_rejected_at_build(kwargs, match):
     args = dict(in_channels=16, out_channels=16, kernel_size=3, padding=1)
     args.update(kwargs)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match='^PSConv: ' + match):
         build_conv_layer(dict(type='PSConv'), **args)
+
+
+def test_state_dict_records_the_layout_and_a_mismatch_fails():
+    conv = PSConv2d(8, 8, 3)
+    state = conv.state_dict()
+    assert state._metadata[''] == {'version': 2}
+    PSConv2d(8, 8, 3).load_state_dict(state)  # recorded, this layout
+    # no record (converters' output) or version 1 (nn.Conv2d, older msdet)
+    plain = OrderedDict(weight=state['weight'])
+    PSConv2d(8, 8, 3).load_state_dict(plain)
+    plain._metadata = {'': {'version': 1}}
+    PSConv2d(8, 8, 3).load_state_dict(plain)
+    # a layout this msdet does not know, also inside a model
+    model = torch.nn.Sequential(PSConv2d(8, 8, 3))
+    state = model.state_dict()
+    state._metadata['0']['version'] = 3
+    with pytest.raises(ValueError,
+                       match=r"PSConv 0: the checkpoint records weight layout "
+                       r"'unknown' \(state_dict version 3\), this PSConv "
+                       r"stores layout 'blocks' \(version 2\)"):
+        model.load_state_dict(state)

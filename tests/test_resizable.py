@@ -2,6 +2,7 @@
 scheduled switching, super-network training, Resizable-NAS lookup table."""
 import copy
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
@@ -15,8 +16,7 @@ from mmengine.registry import HOOKS
 from msdet.datasets.synthetic_coco import make_coco_dataset
 from msdet.engine import FairSpatialSampler, SubnetSwitchHook, iteration_rng
 from msdet.evaluation.complexity import backbone_gflops
-from msdet.models.backbones.resizable_resnet import (
-    ResizableResNet, resnet_to_resizable_state_dict)
+from msdet.models.backbones.resizable_resnet import ResizableResNet
 from msdet.ops import SwitchableBatchNorm2d, set_subnet, subnet_space
 from msdet.ops.feature_resize import feature_resize
 from conftest import load_tool, working_dir
@@ -70,8 +70,12 @@ def test_all_factors_one_is_exactly_mmdet_resnet():
                 m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-.2, .2)
                 m.running_mean.uniform_(-.1, .1)
                 m.running_var.uniform_(0.5, 2)
+    # each BN of the ResNet into every scale-aware BN: `bn1.bns.{k}.weight`
+    # <- `bn1.weight` (what tools/model_converters/resizable_resnet.py does)
+    state = ref.state_dict()
     missing = rs.load_state_dict(
-        resnet_to_resizable_state_dict(ref.state_dict(), rs), strict=True)
+        {k: state[re.sub(r'\.bns\.\d+\.', '.', k)] for k in rs.state_dict()},
+        strict=True)
     assert not missing.missing_keys
     x = torch.randn(2, 3, 64, 80)
     for mode in (False, True):

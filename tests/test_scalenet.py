@@ -89,9 +89,10 @@ def test_sa_op_cost_model_equals_measured_flops():
     # floor(14 / s) = 14, 7, 3, 2 pooled sides, all 3x3
     assert op.neuron_flops() == [9 * 8 * 196, 9 * 8 * 49, 9 * 8 * 9,
                                  9 * 8 * 4]
-    assert op.flops() == conv_flops(op, 1, 8, 14, 14)
-    op7 = ScaleAggregation(8, [4, 5, 2, 3], design_size=7)
-    assert op7.flops() == conv_flops(op7, 1, 8, 7, 7)
+    for side, sa in ((14, op), (7, ScaleAggregation(8, [4, 5, 2, 3], 7))):
+        modelled = sum(c * o for c, o in zip(sa.branch_channels,
+                                             sa.neuron_flops()))
+        assert modelled == conv_flops(sa, 1, 8, side, side)
 
 
 # ------------------------------------------------------------------ blocks

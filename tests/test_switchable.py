@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from mmengine.model import ExponentialMovingAverage
 
 from msdet.ops import (Range, SlimmableBatchNorm2d, SlimmableConv2d,
-                       SlimmableLinear, SwitchableBatchNorm2d, active_channels,
-                       make_divisible, set_subnet, subnet_space)
+                       SwitchableBatchNorm2d, active_channels, make_divisible,
+                       set_subnet, subnet_space)
 
 
 def test_make_divisible_rounds_to_the_divisor():
@@ -69,15 +69,6 @@ def test_input_only_conv_equals_zero_filled_input():
         conv(torch.randn(1, 40, 3, 3))
 
 
-def test_linear_at_width_w():
-    torch.manual_seed(0)
-    fc = SlimmableLinear(16, 24, divisor=4)
-    fc.switch(width=0.5)
-    x = torch.randn(3, 8)
-    torch.testing.assert_close(
-        fc(x), F.linear(x, fc.weight[:12, :8], fc.bias[:12]), rtol=0, atol=0)
-
-
 def test_slimmable_bn_uses_and_updates_only_first_channels():
     torch.manual_seed(0)
     bn = SlimmableBatchNorm2d(16)
@@ -118,14 +109,14 @@ def test_switchable_bn_selects_private_bn():
 
 class Net(nn.Module):
     """conv (width) -> scale-aware BN on an unrelated key (a Resizable
-    ResNet's use) -> fc."""
+    ResNet's use) -> a conv whose input follows the width (an FPN's)."""
 
     def __init__(self):
         super().__init__()
         self.conv = SlimmableConv2d(3, 16, 3, padding=1)
         self.bn = SwitchableBatchNorm2d(16, key='stage1',
                                         choices=[0.5, 0.75, 1.0])
-        self.fc = SlimmableLinear(16, 4, slim_out=False)
+        self.head = SlimmableConv2d(16, 4, 1, slim_out=False)
 
 
 class Wrapper(nn.Module):
@@ -178,3 +169,13 @@ def test_space_is_the_intersection_of_the_modules():
 def test_bad_width_range_is_rejected(bad):
     with pytest.raises(ValueError, match='0 < min <= max <= 1'):
         SlimmableConv2d(3, 8, 1, width_range=bad)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(divisor=0), r'SlimmableConv2d: divisor=0; allowed: an int >= 1\.'),
+    (dict(divisor=True), r'divisor=True; allowed: an int >= 1'),
+    (dict(groups=2), r'SlimmableConv2d: groups=2; allowed: 1\.'),
+])
+def test_bad_conv_arguments_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SlimmableConv2d(8, 8, 1, **kwargs)

@@ -37,6 +37,7 @@ from mmengine.registry import TASK_UTILS
 
 from msdet.ops.feature_resize import check_factors
 from msdet.ops.switchable import is_allowed
+from msdet.utils.validation import check_int, is_int
 
 from .samplers import Subnet
 
@@ -72,10 +73,9 @@ class FairSpatialSampler:
                                  "None or {'resize1': [...], ...}.")
             factors = {k: check_factors(v, f'{name} {k}')
                        for k, v in factors.items()}
-        if num_subnets is not None and not (
-                isinstance(num_subnets, int) and num_subnets >= 1):
-            raise ValueError(f'{name}: num_subnets={num_subnets!r}; allowed:'
-                             ' None (len(L)) or an int >= 1.')
+        if num_subnets is not None:
+            check_int(name, 'num_subnets', num_subnets, 1,
+                      allowed='None (len(L)) or an int >= 1')
         if target is not None and not isinstance(target, dict):
             raise ValueError(f'{name}: target={target!r}; allowed: None or '
                              "a dict like {'resize1': 0.75}.")
@@ -83,8 +83,7 @@ class FairSpatialSampler:
             ok = (isinstance(switch_at, dict) and len(switch_at) == 1
                   and next(iter(switch_at)) in ('iter', 'epoch'))
             value = next(iter(switch_at.values())) if ok else None
-            if not ok or not isinstance(value, int) or isinstance(
-                    value, bool) or value < 0:
+            if not ok or not is_int(value) or value < 0:
                 raise ValueError(f'{name}: switch_at={switch_at!r}; allowed:'
                                  ' None, dict(iter=N) or dict(epoch=E) with '
                                  'an int >= 0.')

@@ -22,6 +22,7 @@ import numpy as np
 from mmengine.registry import TASK_UTILS
 
 from msdet.ops.switchable import Range, check_width_range
+from msdet.utils.validation import check_int, is_int
 
 Subnet = namedtuple('Subnet', ['name', 'settings', 'scale'])
 
@@ -41,7 +42,7 @@ def check_scales(scales, name):
         raise ValueError(f'{name}: scales={scales!r}; allowed: '
                          f'{allowed}.') from None
     if not out or any(
-            len(s) != 2 or not all(isinstance(v, int) and v > 0 for v in s)
+            len(s) != 2 or not all(is_int(v) and v > 0 for v in s)
             for s in out):
         raise ValueError(f'{name}: scales={scales!r}; allowed: {allowed}, '
                          'e.g. [(1000, 600), (1000, 480)].')
@@ -79,9 +80,8 @@ class SandwichSampler:
         name = type(self).__name__
         self.width_range = check_width_range(width_range, name)
         self.scales = check_scales(scales, name)
-        if not (isinstance(num_subnets, int) and num_subnets >= 2):
-            raise ValueError(f'{name}: num_subnets={num_subnets!r}; allowed: '
-                             'an int >= 2 (largest + smallest + random).')
+        check_int(name, 'num_subnets', num_subnets, 2,
+                  allowed='an int >= 2 (largest + smallest + random)')
         if mode not in ('mutualnet', 'usnet'):
             raise ValueError(f"{name}: mode={mode!r}; allowed: 'mutualnet' "
                              "or 'usnet'.")

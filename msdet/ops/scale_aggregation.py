@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer
 
+from ..utils.validation import is_int
 from .feature_resize import max_pool
 
 #: Downsampling factors of ScaleNet's four scales (paper table 1).
@@ -86,11 +87,6 @@ class ScaleAggregation(nn.Module):
         return [self.kernel_size(s)**2 * self.in_channels *
                 max(self.design_size // s, 1)**2 for s in self.scales]
 
-    def flops(self) -> int:
-        """Multiply-adds of the whole op at the design resolution."""
-        return sum(c * o for c, o in zip(self.branch_channels,
-                                         self.neuron_flops()))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         outs = []
@@ -110,9 +106,6 @@ class ScaleAggregation(nn.Module):
 
 def check_branches(branch_channels, scales, design_size):
     """One ``ValueError`` naming the bad value of an SA block's layout."""
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
     scales, branch_channels = list(scales), list(branch_channels)
     if not scales or not all(is_int(s) and s >= 1 for s in scales):
         raise ValueError(f'scales={scales!r}: allowed a non-empty list of '

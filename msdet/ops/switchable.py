@@ -26,6 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 
+from ..utils.validation import check_int
+
 
 class Range(namedtuple('Range', ['low', 'high'])):
     """Closed interval of allowed values of a continuous setting."""
@@ -145,40 +147,8 @@ def set_subnet(model: nn.Module, **settings) -> None:
                 m.switch(**mine)
 
 
-class _SlimmableMixin(Switchable):
-    """Output width switched by ``width``; input width follows the input."""
-
-    def _init_slim(self, slim_out, width_range, divisor):
-        name = type(self).__name__
-        self.slim_out = bool(slim_out)
-        self.width_range = check_width_range(width_range, name)
-        if not (isinstance(divisor, int) and divisor >= 1):
-            raise ValueError(f'{name}: divisor={divisor!r}; allowed: a '
-                             'positive int.')
-        self.divisor = divisor
-        self.width = self.width_range.high
-
-    def switch_space(self):
-        return {'width': self.width_range} if self.slim_out else {}
-
-    def switch(self, width):
-        self.width = float(width)
-
-    def _active(self, full_out: int, c_in: int, full_in: int):
-        if c_in > full_in:
-            raise ValueError(f'{type(self).__name__}: input has {c_in} '
-                             f'channels, the layer at most {full_in}.')
-        return (active_channels(full_out, self.width, self.divisor)
-                if self.slim_out else full_out)
-
-    def extra_repr(self):
-        return (super().extra_repr() + f', slim_out={self.slim_out}, '
-                f'width_range={tuple(self.width_range)}, '
-                f'divisor={self.divisor}')
-
-
 @MODELS.register_module('SlimmableConv2d')
-class SlimmableConv2d(_SlimmableMixin, nn.Conv2d):
+class SlimmableConv2d(nn.Conv2d, Switchable):
     """Conv whose sub-network of width ``w`` is ``W[:c_out, :c_in]`` (3.2).
 
     ``c_in`` is the channel count of the input (a prefix of ``in_channels``);
@@ -198,31 +168,36 @@ class SlimmableConv2d(_SlimmableMixin, nn.Conv2d):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1,
                  padding=0, dilation=1, groups=1, bias=True, slim_out=True,
                  width_range=(0.25, 1.0), divisor=8, **kwargs):
-        if groups != 1:
-            raise ValueError(f'SlimmableConv2d: groups={groups!r}; only 1 is '
-                             'supported.')
+        name = type(self).__name__
+        check_int(name, 'groups', groups, 1, 1, allowed='1')
         super().__init__(in_channels, out_channels, kernel_size, stride,
                          padding, dilation, groups, bias, **kwargs)
-        self._init_slim(slim_out, width_range, divisor)
+        self.slim_out = bool(slim_out)
+        self.width_range = check_width_range(width_range, name)
+        self.divisor = check_int(name, 'divisor', divisor, 1)
+        self.width = self.width_range.high
+
+    def switch_space(self):
+        return {'width': self.width_range} if self.slim_out else {}
+
+    def switch(self, width):
+        self.width = float(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c_out = self._active(self.out_channels, x.shape[1], self.in_channels)
+        c_in = x.shape[1]
+        if c_in > self.in_channels:
+            raise ValueError(f'{type(self).__name__}: input has {c_in} '
+                             f'channels, the layer at most '
+                             f'{self.in_channels}.')
+        c_out = (active_channels(self.out_channels, self.width, self.divisor)
+                 if self.slim_out else self.out_channels)
         bias = None if self.bias is None else self.bias[:c_out]
-        return self._conv_forward(x, self.weight[:c_out, :x.shape[1]], bias)
+        return self._conv_forward(x, self.weight[:c_out, :c_in], bias)
 
-
-class SlimmableLinear(_SlimmableMixin, nn.Linear):
-    """Linear layer, ``W[:c_out, :c_in]`` like :class:`SlimmableConv2d`."""
-
-    def __init__(self, in_features, out_features, bias=True, slim_out=True,
-                 width_range=(0.25, 1.0), divisor=8, **kwargs):
-        super().__init__(in_features, out_features, bias, **kwargs)
-        self._init_slim(slim_out, width_range, divisor)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c_out = self._active(self.out_features, x.shape[-1], self.in_features)
-        bias = None if self.bias is None else self.bias[:c_out]
-        return F.linear(x, self.weight[:c_out, :x.shape[-1]], bias)
+    def extra_repr(self):
+        return (super().extra_repr() + f', slim_out={self.slim_out}, '
+                f'width_range={tuple(self.width_range)}, '
+                f'divisor={self.divisor}')
 
 
 class SlimmableBatchNorm2d(nn.BatchNorm2d):

@@ -7,21 +7,21 @@ from mmdet.models.backbones.resnext import ResNeXt
 from mmengine.registry import MODELS
 
 from ...ops.feature_resize import avg_pool2x, upsample2x
-from .utils import check_resnet_args, zero_init_last_norm
+from ...utils.validation import check_ints, fail
+from .base import ResNetFamily, check_resnet_args
 
 
-def high_res_groups(groups, high_ratio):
+def high_res_groups(owner, groups, high_ratio):
     """Groups (paths) of the high-resolution branch: ``groups * high_ratio``,
     which must be a whole number leaving at least one path to each branch."""
     if isinstance(high_ratio, bool) or \
             not isinstance(high_ratio, (int, float)) or \
             not 0 < groups * high_ratio < groups or \
             groups * high_ratio != int(groups * high_ratio):
-        raise ValueError(
-            f'high_ratio={high_ratio!r} does not split groups={groups!r} '
-            'into two whole, non-empty sets of paths; allowed: 0 < '
-            'high_ratio < 1 with groups * high_ratio a whole number (e.g. '
-            '0.25, 0.5, 0.75 for 32 groups; table 7).')
+        fail(owner, 'high_ratio', high_ratio,
+             f'0 < high_ratio < 1 splitting groups={groups!r} into two '
+             'whole, non-empty sets of paths (e.g. 0.25, 0.5, 0.75 for 32 '
+             'groups; table 7)')
     return int(groups * high_ratio)
 
 
@@ -70,7 +70,7 @@ class ElasticBottleneck(_XBottleneck):
         if self.with_dcn or self.with_plugins:
             raise ValueError('ElasticBottleneck: dcn/plugins are not '
                              'supported in Elastic blocks; allowed: None.')
-        high = high_res_groups(groups, high_ratio)
+        high = high_res_groups('ElasticBottleneck', groups, high_ratio)
         group_width = self.conv2.in_channels // groups
         self.norm1_name, self.norm2_name = self._make_branch(
             '', high * group_width, high)
@@ -132,26 +132,8 @@ class ElasticBottleneck(_XBottleneck):
         return self.relu(out)
 
 
-class _StageBlocks:
-    """Stands in for the block class in mmdet's ``ResLayer``: call ``j``
-    builds block ``j`` of the stage with its own ``elastic`` flag and
-    dilation (multi-grid)."""
-    expansion = ElasticBottleneck.expansion
-
-    def __init__(self, elastic, dilations, high_ratio):
-        self.elastic, self.dilations = list(elastic), list(dilations)
-        self.high_ratio = high_ratio
-        self.built = 0
-
-    def __call__(self, **kwargs):
-        j, self.built = self.built, self.built + 1
-        kwargs['dilation'] = self.dilations[j]
-        return ElasticBottleneck(elastic=self.elastic[j],
-                                 high_ratio=self.high_ratio, **kwargs)
-
-
 @MODELS.register_module()
-class ElasticResNeXt(ResNeXt):
+class ElasticResNeXt(ResNetFamily, ResNeXt):
     """ResNeXt-50/101 (32x4d by default) with Elastic blocks (paper 3.3,
     appendix B, table 10).
 
@@ -199,58 +181,44 @@ class ElasticResNeXt(ResNeXt):
                  stage_blocks=None,
                  high_ratio=0.5,
                  multi_grid=None,
-                 init_cfg=None,
                  **kwargs):
-        num_stages = kwargs.get('num_stages', 4)
-        strides = kwargs.get('strides', (1, 2, 2, 2))
-        check_resnet_args(type(self), depth, num_stages,
-                          kwargs.get('out_indices', (0, 1, 2, 3)),
-                          kwargs.get('frozen_stages', -1), init_cfg,
-                          strides, kwargs.get('dilations', (1, ) * 4))
+        name = type(self).__name__
+        # read below, before the stages are built: check first
+        check_resnet_args(name, self.arch_settings, depth, **kwargs)
         if not isinstance(elastic, bool):
-            raise ValueError(f'ElasticResNeXt: elastic={elastic!r}; '
-                             'allowed: True or False.')
+            fail(name, 'elastic', elastic, 'True or False')
         if stage_blocks is None:
             stage_blocks = (self.arch_settings[depth][1] if elastic else
                             self.plain_stage_blocks[depth])
-        stage_blocks = tuple(stage_blocks)
-        if len(stage_blocks) != 4 or not all(
-                isinstance(n, int) and n >= 1 for n in stage_blocks):
-            raise ValueError(f'ElasticResNeXt: stage_blocks={stage_blocks!r}'
-                             '; allowed: 4 positive ints.')
+        stage_blocks = check_ints(name, 'stage_blocks', stage_blocks,
+                                  count=4, low=1)
         if elastic:
-            high_res_groups(groups, high_ratio)
-            if strides[0] != 1:
-                raise ValueError(
-                    f'ElasticResNeXt: strides[0]={strides[0]!r} would make '
-                    'the first (Elastic) block strided; allowed: 1.')
+            high_res_groups(name, groups, high_ratio)
+            stride = kwargs.get('strides', (1, 2, 2, 2))[0]
+            if stride != 1:
+                fail(name, 'strides[0]', stride,
+                     '1 (the first block is Elastic, of stride 1)')
         if multi_grid is not None:
-            multi_grid = tuple(multi_grid)
-            last = stage_blocks[num_stages - 1]
-            if len(multi_grid) != last or not all(
-                    isinstance(g, int) and g >= 1 for g in multi_grid):
-                raise ValueError(
-                    f'ElasticResNeXt: multi_grid={multi_grid!r}; allowed: '
-                    f'None or {last} positive ints (one per block of the '
-                    'last stage).')
+            last = stage_blocks[kwargs.get('num_stages', 4) - 1]
+            multi_grid = check_ints(
+                name, 'multi_grid', multi_grid, count=last, low=1,
+                allowed=f'None or {last} ints >= 1 (one per block of the '
+                'last stage)')
         self.elastic = elastic
         self.high_ratio = high_ratio
         self.multi_grid = multi_grid
         # The layout is per instance; ResNet reads it from arch_settings.
         self.arch_settings = {depth: (ElasticBottleneck, stage_blocks)}
         super().__init__(depth=depth, groups=groups, base_width=base_width,
-                         init_cfg=init_cfg, **kwargs)
-        zero_init_last_norm(self, init_cfg)
+                         **kwargs)
 
-    def make_res_layer(self, **kwargs):
-        stage = len(self.res_layers)  # ResNet appends after each call
-        num_blocks = kwargs['num_blocks']
-        dilations = [kwargs['dilation']] * num_blocks
-        if self.multi_grid is not None and stage == self.num_stages - 1:
-            dilations = [kwargs['dilation'] * g for g in self.multi_grid]
-        elastic = [
-            self.elastic and stage < 3 and (j > 0 or stage == 0)
-            for j in range(num_blocks)
+    def block_args(self, stage, num_blocks, dilation, **stage_args):
+        """Elastic: stride-1 blocks of stages 1-3; multi-grid rates in the
+        last stage."""
+        grid = (self.multi_grid if self.multi_grid is not None
+                and stage == self.num_stages - 1 else (1, ) * num_blocks)
+        return [
+            dict(elastic=self.elastic and stage < 3 and (j > 0 or stage == 0),
+                 high_ratio=self.high_ratio, dilation=dilation * g)
+            for j, g in enumerate(grid)
         ]
-        kwargs['block'] = _StageBlocks(elastic, dilations, self.high_ratio)
-        return super().make_res_layer(**kwargs)

@@ -5,7 +5,7 @@ from mmdet.models.backbones.resnext import Bottleneck as _XBottleneck
 from mmdet.models.backbones.resnext import ResNeXt
 from mmengine.registry import MODELS
 
-from .utils import check_resnet_args, zero_init_last_norm
+from .base import ResNetFamily
 
 
 class PSBottleneck(_XBottleneck):
@@ -14,6 +14,10 @@ class PSBottleneck(_XBottleneck):
     The 1x1 convs, norms and the shortcut are the parent's; only ``conv2`` is
     rebuilt, with the same shape, stride, dilation and groups, so parameter
     count and FLOPs equal the plain block's (paper table 2).
+
+    Args:
+        ps_cfg (dict, optional): arguments of the PSConv, e.g.
+            ``dict(pattern=(1, 2, 1, 4))`` (the default).
     """
 
     def __init__(self, inplanes, planes, groups=1, ps_cfg=None, **kwargs):
@@ -35,24 +39,24 @@ class PSBottleneck(_XBottleneck):
             bias=False)
 
 
-class _PSMixin:
-    """Passes ``ps_cfg`` to every block; shared by PSResNet and PSResNeXt."""
+class _PSResNetFamily(ResNetFamily):
+    """Gives ``ps_cfg`` to every block; shared by PSResNet and PSResNeXt."""
+    arch_settings = {
+        50: (PSBottleneck, (3, 4, 6, 3)),
+        101: (PSBottleneck, (3, 4, 23, 3)),
+        152: (PSBottleneck, (3, 8, 36, 3)),
+    }
 
-    def __init__(self, depth, ps_cfg=None, init_cfg=None, **kwargs):
-        check_resnet_args(type(self), depth,
-                          kwargs.get('num_stages', 4),
-                          kwargs.get('out_indices', (0, 1, 2, 3)),
-                          kwargs.get('frozen_stages', -1), init_cfg)
+    def __init__(self, depth, ps_cfg=None, **kwargs):
         self.ps_cfg = dict(ps_cfg or {})
-        super().__init__(depth=depth, init_cfg=init_cfg, **kwargs)
-        zero_init_last_norm(self, init_cfg)
+        super().__init__(depth=depth, **kwargs)
 
-    def make_res_layer(self, **kwargs):
-        return super().make_res_layer(ps_cfg=self.ps_cfg, **kwargs)
+    def block_args(self, stage, num_blocks, **stage_args):
+        return [dict(ps_cfg=self.ps_cfg)] * num_blocks
 
 
 @MODELS.register_module()
-class PSResNet(_PSMixin, ResNet):
+class PSResNet(_PSResNetFamily, ResNet):
     """PS-ResNet: mmdet's ResNet with every bottleneck 3x3 conv a PSConv.
 
     Stem, 1x1 convs, downsample shortcuts (and the detector's FPN) stay
@@ -60,19 +64,9 @@ class PSResNet(_PSMixin, ResNet):
     arguments of mmdet's ``ResNet`` keep their meaning; ``ps_cfg`` is passed
     to each PSConv (e.g. ``dict(pattern=(1, 2, 1, 4))``).
     """
-    arch_settings = {
-        50: (PSBottleneck, (3, 4, 6, 3)),
-        101: (PSBottleneck, (3, 4, 23, 3)),
-        152: (PSBottleneck, (3, 8, 36, 3)),
-    }
 
 
 @MODELS.register_module()
-class PSResNeXt(_PSMixin, ResNeXt):
+class PSResNeXt(_PSResNetFamily, ResNeXt):
     """PS-ResNeXt (e.g. 101 32x4d): grouped PSConv, the cyclic pattern
     repeated in each group (paper fig. 2 right, tables 1 and 7)."""
-    arch_settings = {
-        50: (PSBottleneck, (3, 4, 6, 3)),
-        101: (PSBottleneck, (3, 4, 23, 3)),
-        152: (PSBottleneck, (3, 8, 36, 3)),
-    }

@@ -41,7 +41,7 @@ The active configuration is set by msdet's model-wide switching mechanism,
 ``subnet_space`` lists the factors per stage. Initially every stage is at
 its largest factor. With all factors 1.0 the network is exactly mmdet's
 ResNet (same parameters -> same outputs, BN ``bns.{k}`` of the factor 1.0
-holding the ResNet's BN; ``resnet_to_resizable_state_dict``).
+holding the ResNet's BN; ``tools/model_converters/resizable_resnet.py``).
 
 Detection (not covered by the paper, which resizes classifiers ending in
 global pooling): with ``restore_outputs=True`` (default) every output stage
@@ -59,7 +59,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from msdet.ops.feature_resize import check_factors, feature_resize
 from msdet.ops.switchable import Switchable, SwitchableBatchNorm2d
 
-from .utils import check_resnet_args
+from .base import ResNetFamily
 
 DEFAULT_FACTORS = (0.5, 0.625, 0.75, 0.875, 1.0)
 
@@ -86,7 +86,7 @@ def check_stage_factors(resize_factors, num_stages, name):
 
 
 @MODELS.register_module()
-class ResizableResNet(ResNet, Switchable):
+class ResizableResNet(ResNetFamily, ResNet, Switchable):
     """Resizable ResNet-50/101 with mmdet's ``ResNet`` interface (module
     docstring: where the resize sits, how BNs are keyed).
 
@@ -106,13 +106,8 @@ class ResizableResNet(ResNet, Switchable):
     }
 
     def __init__(self, depth, resize_factors=DEFAULT_FACTORS,
-                 restore_outputs=True, init_cfg=None, **kwargs):
+                 restore_outputs=True, **kwargs):
         name = type(self).__name__
-        num_stages = kwargs.get('num_stages', 4)
-        check_resnet_args(type(self), depth, num_stages,
-                          kwargs.get('out_indices', (0, 1, 2, 3)),
-                          kwargs.get('frozen_stages', -1), init_cfg,
-                          kwargs.get('strides'), kwargs.get('dilations'))
         norm_cfg = kwargs.get('norm_cfg', dict(type='BN', requires_grad=True))
         if norm_cfg.get('type') not in ('BN', 'BN2d'):
             raise ValueError(
@@ -121,10 +116,10 @@ class ResizableResNet(ResNet, Switchable):
                 'factor (paper 3.2).')
         if kwargs.get('plugins'):
             raise ValueError(f'{name}: plugins are not supported.')
-        self.factor_lists = check_stage_factors(resize_factors, num_stages,
-                                                name)
         self.restore_outputs = bool(restore_outputs)
-        super().__init__(depth=depth, init_cfg=init_cfg, **kwargs)
+        super().__init__(depth=depth, **kwargs)
+        self.factor_lists = check_stage_factors(resize_factors,
+                                                self.num_stages, name)
         self.factors = [max(f) for f in self.factor_lists]
         # the block index of each stage's resize point (first stride-1 block)
         self.resize_at = []
@@ -184,11 +179,6 @@ class ResizableResNet(ResNet, Switchable):
             if value is not None:
                 self.factors[i] = float(value)
 
-    @property
-    def configuration(self):
-        """The active spatial configuration, ``{'resize1': s1, ...}``."""
-        return {f'resize{i + 1}': s for i, s in enumerate(self.factors)}
-
     # --- forward ----------------------------------------------------------
 
     def forward(self, x):
@@ -216,29 +206,6 @@ class ResizableResNet(ResNet, Switchable):
         return tuple(outs)
 
 
-def resnet_to_resizable_state_dict(state_dict, model):
-    """A (mmdet / torchvision-converted) ResNet state dict for ``model``:
-    every BN entry ``...bn1.weight`` copied into each scale-aware BN
-    ``...bn1.bns.{k}.weight`` of ``model`` (prefix-agnostic: keys are
-    matched by their suffix in ``model.state_dict()``)."""
-    wanted = model.state_dict()
-    out = {}
-    for key, value in state_dict.items():
-        if key in wanted:
-            out[key] = value
-            continue
-        head, _, leaf = key.rpartition('.')
-        copies = [k for k in wanted
-                  if k.startswith(f'{head}.bns.') and k.endswith(f'.{leaf}')
-                  and k.count('.') == key.count('.') + 2]
-        if copies:
-            for k in copies:
-                out[k] = value.clone()
-        else:
-            out[key] = value
-    return out
-
-
 def enumerate_configurations(space, stages=None):
     """Every spatial configuration of ``space`` (``subnet_space`` of a
     model), as settings dicts, optionally only of some stages' keys."""
@@ -251,6 +218,5 @@ def enumerate_configurations(space, stages=None):
         yield dict(zip(keys, values))
 
 
-__all__ = ['ResizableResNet', 'resnet_to_resizable_state_dict',
-           'enumerate_configurations', 'check_stage_factors',
-           'DEFAULT_FACTORS']
+__all__ = ['ResizableResNet', 'enumerate_configurations',
+           'check_stage_factors', 'DEFAULT_FACTORS']

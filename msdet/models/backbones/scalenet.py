@@ -5,8 +5,8 @@ from mmdet.models.backbones.resnet import Bottleneck, ResNet
 from mmengine.registry import MODELS
 
 from ...ops.scale_aggregation import SCALES, ScaleAggregation
+from .base import ResNetFamily, check_resnet_args
 from .scalenet_structure import load_structure
-from .utils import check_resnet_args, zero_init_last_norm
 
 
 class SABottleneck(Bottleneck):
@@ -29,26 +29,25 @@ class SABottleneck(Bottleneck):
     size of mmdet's 32-padded batches).
 
     Args:
-        sa_cfgs (Iterator[dict]): mmdet's ``ResLayer`` passes the same
-            arguments to every block of a stage, so each block takes its own
-            ``dict(branch_channels, design_size, pool_stride)`` from this
-            iterator.
+        branch_channels (Sequence[int]): ``C_l`` of each scale (its entry of
+            the structure, ``scalenet_structure``).
+        design_size (int): side of the block's input at a 224x224 image.
+        pool_stride (int): the stage's stride, on its first block; 1 else.
         scales (Sequence[int]): pooling factors of the scales.
     """
 
-    def __init__(self, inplanes, planes, sa_cfgs, scales=SCALES, **kwargs):
+    def __init__(self, inplanes, planes, branch_channels, design_size,
+                 pool_stride=1, scales=SCALES, **kwargs):
         if kwargs.get('dcn') is not None:
             raise ValueError('SABottleneck: dcn replaces the 3x3 conv that '
                              'the SA block replaces; use dcn=None.')
-        cfg = next(sa_cfgs)
         super().__init__(inplanes, planes, **kwargs)
-        width = sum(cfg['branch_channels'])
-        pool = cfg['pool_stride']
-        self.pool = nn.MaxPool2d(pool, pool, ceil_mode=True) \
-            if pool > 1 else None
+        width = sum(branch_channels)
+        self.pool = nn.MaxPool2d(pool_stride, pool_stride, ceil_mode=True) \
+            if pool_stride > 1 else None
         self.conv2 = ScaleAggregation(
-            planes, cfg['branch_channels'], cfg['design_size'], scales,
-            self.dilation, self.conv_cfg)
+            planes, branch_channels, design_size, scales, self.dilation,
+            self.conv_cfg)
         self.norm2_name, norm2 = build_norm_layer(
             self.norm_cfg, width, postfix=2)
         self.add_module(self.norm2_name, norm2)
@@ -66,7 +65,7 @@ class SABottleneck(Bottleneck):
 
 
 @MODELS.register_module()
-class ScaleNet(ResNet):
+class ScaleNet(ResNetFamily, ResNet):
     """ScaleNet: mmdet's ResNet with every bottleneck 3x3 conv an SA block
     (paper 3.3, table 1).
 
@@ -95,14 +94,9 @@ class ScaleNet(ResNet):
         152: (SABottleneck, (3, 8, 36, 3)),
     }
 
-    def __init__(self, depth, structure=None, scales=SCALES, init_cfg=None,
-                 **kwargs):
-        num_stages = kwargs.get('num_stages', 4)
-        strides = kwargs.get('strides', (1, 2, 2, 2))
-        check_resnet_args(type(self), depth, num_stages,
-                          kwargs.get('out_indices', (0, 1, 2, 3)),
-                          kwargs.get('frozen_stages', -1), init_cfg,
-                          strides, kwargs.get('dilations', (1, 1, 1, 1)))
+    def __init__(self, depth, structure=None, scales=SCALES, **kwargs):
+        # the structure is read before the stages are built: check first
+        check_resnet_args('ScaleNet', self.arch_settings, depth, **kwargs)
         for arg in ('dcn', 'avg_down'):
             if kwargs.get(arg):
                 raise ValueError(
@@ -110,25 +104,22 @@ class ScaleNet(ResNet):
                     'SA block replaces the 3x3 conv and the shortcut follows'
                     " the stage's max pool (paper 3.3).")
         stage_blocks = self.arch_settings[depth][1]
+        num_stages = kwargs.get('num_stages', 4)
         self.scales = tuple(scales)
         # a structure covers the whole depth; unbuilt stages keep stride 2
         self.structure = load_structure(
             structure, depth, stage_blocks, self.scales,
-            tuple(strides) + (2, ) * (len(stage_blocks) - num_stages))
-        ends = [sum(stage_blocks[:i + 1]) for i in range(len(stage_blocks))]
-        self._stages = iter([self.structure[e - n:e]
-                             for n, e in zip(stage_blocks, ends)])
-        super().__init__(depth=depth, init_cfg=init_cfg, **kwargs)
-        del self._stages
-        zero_init_last_norm(self, init_cfg)
+            tuple(kwargs.get('strides', (1, 2, 2, 2))) + (2, ) *
+            (len(stage_blocks) - num_stages))
+        super().__init__(depth=depth, **kwargs)
 
-    def make_res_layer(self, stride, **kwargs):
-        """A ResLayer of stride-1 SA blocks, each with its own structure
-        entry; the stage's stride is the first block's pool."""
-        cfgs = iter([
+    def block_args(self, stage, num_blocks, stride, **stage_args):
+        """Each SA block its structure entry; the stage's stride is the first
+        block's pool (its shortcut projection is then stride 1)."""
+        start = sum(self.arch_settings[self.depth][1][:stage])
+        return [
             dict(branch_channels=entry[:-1], design_size=entry[-1],
-                 pool_stride=stride if j == 0 else 1)
-            for j, entry in enumerate(next(self._stages))
-        ])
-        return super().make_res_layer(
-            stride=1, sa_cfgs=cfgs, scales=self.scales, **kwargs)
+                 pool_stride=stride if j == 0 else 1, stride=1,
+                 scales=self.scales)
+            for j, entry in enumerate(self.structure[start:start + num_blocks])
+        ]

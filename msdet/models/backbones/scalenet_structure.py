@@ -17,6 +17,7 @@ import os
 import os.path as osp
 
 from ...ops.scale_aggregation import DESIGN_INPUT, SCALES, check_branches
+from ...utils.validation import check_int
 
 _FORMAT = ('one entry per SA block, in network order: [C1, ..., CL, side]; '
            'Cl is the output channel count of the conv of the scale that '
@@ -66,10 +67,8 @@ def seed_structure(channels, stage_blocks, scales=SCALES,
     """The seed network of algorithm 1: ``channels * 2**i`` neurons for every
     scale in every block of stage ``i`` (``N_k = L * C``), the widths
     doubling per stage like ResNet's."""
-    if isinstance(channels, bool) or not isinstance(channels, int) \
-            or channels < 1:
-        raise ValueError(f'ScaleNet: seed={channels!r}; allowed an integer '
-                         '>= 1 (channels per scale in the first stage).')
+    check_int('ScaleNet', 'seed', channels, 1,
+              allowed='an int >= 1 (channels per scale in the first stage)')
     return [[channels * 2**i] * len(scales) + [side]
             for i, (n, side) in enumerate(zip(stage_blocks,
                                               design_sides(strides)))

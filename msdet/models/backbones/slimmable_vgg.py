@@ -8,11 +8,12 @@ from msdet.ops.switchable import (SlimmableBatchNorm2d, SlimmableConv2d,
                                   SwitchableBatchNorm2d, active_channels,
                                   check_width_range)
 
-from .utils import check_pretrained
+from ...utils.validation import check_int
+from .base import PretrainedMixin, check_pretrained, check_stage_args
 
 
 @MODELS.register_module()
-class SlimmableVGG(BaseModule):
+class SlimmableVGG(PretrainedMixin, BaseModule):
     """VGG-BN whose width is switched at run time (MutualNet 4.3, fig. 2).
 
     ``features`` has the layer order and names of torchvision's and mmcv's
@@ -81,12 +82,13 @@ class SlimmableVGG(BaseModule):
                  norm_cfg=dict(type='BN', requires_grad=True),
                  init_cfg=None):
         name = type(self).__name__
-        self._check_args(name, depth, base_channels, num_stages, out_indices,
-                         frozen_stages)
+        check_stage_args(name, depth, self.arch_settings, num_stages, 5,
+                         out_indices, frozen_stages)
+        check_int(name, 'base_channels', base_channels, 1)
         width_range = check_width_range(width_range, name)
         bn_kwargs, bn_grad = self._check_norm(name, norm_cfg, norm_eval,
                                               switchable_bn, width_range)
-        check_pretrained(init_cfg, name)
+        check_pretrained(name, init_cfg)
         super().__init__(
             init_cfg=init_cfg or dict(type='Kaiming', layer='Conv2d'))
         self.depth, self.out_indices = depth, tuple(out_indices)
@@ -112,27 +114,6 @@ class SlimmableVGG(BaseModule):
             for m in self.modules():
                 if isinstance(m, _BatchNorm):
                     m.requires_grad_(False)
-
-    @classmethod
-    def _check_args(cls, name, depth, base_channels, num_stages, out_indices,
-                    frozen_stages):
-        if depth not in cls.arch_settings:
-            raise ValueError(f'{name}: depth={depth!r}; allowed: '
-                             f'{sorted(cls.arch_settings)}.')
-        if not (isinstance(base_channels, int) and base_channels >= 1):
-            raise ValueError(f'{name}: base_channels={base_channels!r}; '
-                             'allowed: a positive int.')
-        if num_stages not in range(1, 6):
-            raise ValueError(f'{name}: num_stages={num_stages!r}, allowed '
-                             '1..5.')
-        if not out_indices or any(i not in range(num_stages)
-                                  for i in out_indices):
-            raise ValueError(f'{name}: out_indices={tuple(out_indices)!r}; '
-                             f'allowed: non-empty, each in 0..'
-                             f'{num_stages - 1}.')
-        if frozen_stages not in range(-1, num_stages + 1):
-            raise ValueError(f'{name}: frozen_stages={frozen_stages!r}, '
-                             f'allowed -1 (none) .. {num_stages}.')
 
     @staticmethod
     def _check_norm(name, norm_cfg, norm_eval, switchable_bn, width_range):
