@@ -10,8 +10,9 @@ from mmengine.registry import DefaultScope
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PAPER_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*.py')))
-ALL_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
-                               recursive=True))
+ALL_CONFIGS = sorted(p for p in glob.glob(
+    osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+    if f'{osp.sep}_base_{osp.sep}' not in p)  # _base_: parts, not models
 DETECTORS = {'faster_rcnn': 'FasterRCNN', 'mask_rcnn': 'MaskRCNN',
              'cascade_rcnn': 'CascadeRCNN', 'cascade_mask_rcnn': 'CascadeRCNN'}
 
