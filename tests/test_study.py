@@ -114,14 +114,17 @@ def test_several_baselines_cover_different_settings():
 def test_epochs_rescale_the_schedule():
     tool = load_tool('analysis/study')
     cfg = Config.fromfile(R50)
-    assert cfg.train_cfg.max_epochs == 12
-    tool.rescale_epochs(cfg, 6)
+    assert (cfg.train_cfg.max_epochs, cfg.param_scheduler[1].milestones) \
+        == (6, [5])
+    tool.rescale_epochs(cfg, 15)
     assert (cfg.max_epochs, cfg.train_cfg.max_epochs,
-            cfg.train_cfg.val_interval) == (6, 6, 6)
+            cfg.train_cfg.val_interval) == (15, 15, 15)
     assert cfg.default_hooks.checkpoint.interval == 1
     warmup, steps = cfg.param_scheduler
     assert (warmup.begin, warmup.end) == (0, 100)  # iterations: unchanged
-    assert (steps.end, steps.milestones) == (6, [5, 6])
+    assert (steps.end, steps.milestones) == (15, [13])  # 12.5 half up
+    tool.rescale_epochs(cfg, 2)
+    assert (steps.end, steps.milestones) == (2, [2])
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=10)
     with pytest.raises(ValueError, match='IterBasedTrainLoop'):
         tool.rescale_epochs(cfg, 2)

@@ -25,10 +25,10 @@ from its last checkpoint; a run whose ``config.py`` differs from the one
 the command would write is refused (use another ``--work-dir``).
 
 ``--epochs N`` rescales an epoch-based schedule: ``max_epochs``, validation
-and checkpoint intervals that covered the whole run, and the epoch-based
-LR schedulers' ``begin`` / ``end`` / ``milestones`` in proportion
-(iteration-based warm-up keeps its length). Anything else goes through
-``--cfg-options``.
+and checkpoint intervals that covered the whole run (shorter intervals keep
+their length), and the epoch-based LR schedulers' ``begin`` / ``end`` /
+``milestones`` in proportion, rounded half up (iteration-based warm-up
+keeps its length). Anything else goes through ``--cfg-options``.
 
 ``--parallel P`` runs P runs at a time, each with ``--threads T`` CPU
 threads (``OMP_NUM_THREADS``; default: the cores divided by P) and, with
@@ -164,6 +164,12 @@ def _scale(value, old, new):
     return new if value >= old else max(1, int(value * new / old + 0.5))
 
 
+def _interval(value, old, new):
+    """An interval that covered the whole old run covers the new one;
+    others keep their length (at most the new run's)."""
+    return new if value >= old else min(value, new)
+
+
 def rescale_epochs(cfg, epochs):
     """Rescale ``cfg``'s epoch-based schedule to ``epochs`` (module doc)."""
     tc = cfg.get('train_cfg') or {}
@@ -178,10 +184,10 @@ def rescale_epochs(cfg, epochs):
     if cfg.get('max_epochs') == old:  # the config's own variable, if any
         cfg.max_epochs = epochs
     if 'val_interval' in tc:
-        tc.val_interval = _scale(tc.val_interval, old, epochs)
+        tc.val_interval = _interval(tc.val_interval, old, epochs)
     ckpt = (cfg.get('default_hooks') or {}).get('checkpoint')
     if ckpt and ckpt.get('by_epoch', True) and 'interval' in ckpt:
-        ckpt.interval = _scale(ckpt.interval, old, epochs)
+        ckpt.interval = _interval(ckpt.interval, old, epochs)
     scheds = cfg.get('param_scheduler') or []
     for sched in scheds if isinstance(scheds, list) else [scheds]:
         if not sched.get('by_epoch', True):
