@@ -3,7 +3,7 @@
 # (model_zoo.md, "Design studies"). All install what they need first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_CFG := configs/demo/mask_rcnn_psr50_fpn_demo.py
+DEMO_CFG := configs/psconv/demo/mask_rcnn_psr50_fpn_demo.py
 DEMO_DIR := work_dirs/demo
 
 .PHONY: install demo test study study-data

@@ -1,5 +1,5 @@
-"""Distributed runs on CPU (issue 9): DDP training with the sub-network
-switching hook through tools/dist_train.sh and tools/slurm_train.sh,
+"""Distributed runs on CPU: DDP training with the sub-network switching
+hook through tools/dist_train.sh and tools/slurm_train.sh,
 distributed testing and scale sweeps equal to one process, and settings
 that need CUDA refused on a CPU machine."""
 import json

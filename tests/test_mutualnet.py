@@ -1,4 +1,4 @@
-"""MutualNet (issue 6): slimmable VGG-16 in Mask R-CNN FPN, the sub-network
+"""MutualNet: slimmable VGG-16 in Mask R-CNN FPN, the sub-network
 switching hook and train step, BN post-statistics."""
 import copy
 import os
@@ -29,7 +29,8 @@ from msdet.ops import (Range, SlimmableBatchNorm2d, SlimmableConv2d,
 from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(REPO, 'configs/mutualnet/mask_rcnn_slimvgg16_fpn_demo.py')
+DEMO_CFG = osp.join(REPO,
+                    'configs/mutualnet/demo/mask_rcnn_slimvgg16_fpn_demo.py')
 SCALES = [(128, 128), (102, 102), (77, 77), (51, 51)]
 # The demo config, smaller still: 1/8-width VGG-16, 128 px, light heads.
 SMALL_CFG = f"""

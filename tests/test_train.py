@@ -12,7 +12,7 @@ from msdet.datasets.synthetic_coco import make_coco_dataset
 from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(REPO, 'configs/demo/mask_rcnn_psr50_fpn_demo.py')
+DEMO_CFG = osp.join(REPO, 'configs/psconv/demo/mask_rcnn_psr50_fpn_demo.py')
 
 
 @pytest.fixture(scope='module')

@@ -16,7 +16,7 @@ from msdet.datasets.synthetic_voc import (IGNORE_INDEX, VOC_CLASSES,
 from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(REPO, 'configs/deeplabv3/demo/deeplabv3_ex50_voc_demo.py')
+DEMO_CFG = osp.join(REPO, 'configs/elastic/demo/deeplabv3_ex50_voc_demo.py')
 
 
 def read_label(path):
@@ -189,20 +189,20 @@ def test_short_deeplabv3_run_beats_single_class_baseline(voc_workdir):
         (metrics, baseline)
 
 
-@pytest.mark.parametrize('name,backbone,depth,elastic', [
-    ('ex50_32x4d', 'ElasticResNeXt', 50, True),
-    ('x50_32x4d', 'ElasticResNeXt', 50, False),
-    ('ex101_32x4d', 'ElasticResNeXt', 101, True),
-    ('x101_32x4d', 'ElasticResNeXt', 101, False),
-    ('psr50', 'PSResNet', 50, None),
+@pytest.mark.parametrize('design,name,backbone,depth,elastic', [
+    ('elastic', 'ex50_32x4d', 'ElasticResNeXt', 50, True),
+    ('elastic', 'x50_32x4d', 'ElasticResNeXt', 50, False),
+    ('elastic', 'ex101_32x4d', 'ElasticResNeXt', 101, True),
+    ('elastic', 'x101_32x4d', 'ElasticResNeXt', 101, False),
+    ('psconv', 'psr50', 'PSResNet', 50, None),
 ])
-def test_deeplabv3_configs_follow_paper_recipe(name, backbone, depth,
+def test_deeplabv3_configs_follow_paper_recipe(design, name, backbone, depth,
                                                elastic):
     """ELASTIC 4.3 / DeepLabv3: OS16 (+ multi-grid), ASPP (6, 12, 18) with
     image pooling, batch 16, 50 epochs of VOC aug, wd 5e-4 for ResNeXt."""
     from mmengine.config import Config
     cfg = Config.fromfile(
-        osp.join(REPO, f'configs/deeplabv3/deeplabv3_{name}_os16_'
+        osp.join(REPO, f'configs/{design}/deeplabv3_{name}_os16_'
                  'voc12aug.py'))
     assert cfg.default_scope == 'mmseg' and 'msdet' in \
         cfg.custom_imports.imports

@@ -6,7 +6,7 @@ Example::
     python tools/make_voc_demo.py data/voc_demo --num-train 64 --num-val 16
 
 writes data/voc_demo/VOC2012/{JPEGImages,SegmentationClass,ImageSets}, the
-layout configs/deeplabv3/demo/deeplabv3_ex50_voc_demo.py reads.
+layout configs/elastic/demo/deeplabv3_ex50_voc_demo.py reads.
 """
 import argparse
 import sys
