@@ -224,3 +224,33 @@ def test_study_tool_trains_sweeps_reports_and_resumes(tmp_path, capsys):
     with working_dir(tmp_path), pytest.raises(ValueError,
                                               match='another config'):
         tool.main(other)
+
+
+def test_gpu_slots_commands_and_dry_run(tmp_path, capsys):
+    """Parallel GPU runs get their own devices and master port; several
+    GPUs per run go through torchrun with the pytorch launcher."""
+    tool = load_tool('analysis/study')
+    argv = [R50, X50, '--seeds', '0', '--work-dir', str(tmp_path / 's'),
+            '--gpus', '2', '--parallel', '2', '--gpu-ids', '4', '5', '6',
+            '7', '--port', '29600', '--train-args=--amp', '--dry-run']
+    args = tool.parse_args(argv)
+    tool.check_args(args)
+    slots = tool.slots(args)
+    assert slots == [dict(gpus=[4, 5], port=29600),
+                     dict(gpus=[6, 7], port=29601)]
+    env = tool.environment(args, slots[1])
+    assert env['CUDA_VISIBLE_DEVICES'] == '6,7'
+    run = tool.Run(str(tmp_path / 's'), 'R50', R50, 0)
+    cmd = tool.train_command(run, args, slots[1])
+    assert cmd[1:5] == ['-m', 'torch.distributed.run', '--nproc_per_node=2',
+                        '--master_port=29601']
+    assert cmd[-3:] == ['--amp', '--launcher', 'pytorch']
+    one = tool.command('x.py', ['a'], dict(gpus=[3], port=1))
+    assert one[1:] == ['x.py', 'a']  # one GPU: a plain process
+    with pytest.raises(ValueError, match='needs 6 GPUs'):
+        tool.slots(tool.parse_args(argv[:-11] + ['--gpus', '3', '--parallel',
+                                                 '2', '--gpu-ids', '0']))
+    tool.main(argv)
+    out = capsys.readouterr().out
+    assert out.count('tools/train.py') == 2 and out.count('--master_port') == 4
+    assert not (tmp_path / 's').exists()  # a dry run writes nothing

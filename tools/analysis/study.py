@@ -7,7 +7,7 @@ baseline at equal schedule, paired by seed.
         [--names R50 PS-R50 ...] [--baseline NAME ...] \
         [--epochs N] [--cfg-options k=v ...] [--scales 160 256 384] \
         [--parallel P] [--threads T] [--gpus G] [--gpu-ids 0 1 ...] \
-        [--port 29500] [--train-args "--amp"] [--ci 0.95] \
+        [--port 29500] [--train-args="--amp"] [--ci 0.95] \
         [--dry-run] [--report-only] [--report-name study]
 
 Each run (design, seed) is independent and lives in
@@ -106,7 +106,8 @@ def parse_args(argv=None):
                    help='first master port of multi-GPU runs (one per '
                    'parallel slot)')
     p.add_argument('--train-args', default='',
-                   help='extra tools/train.py arguments, e.g. "--amp"')
+                   help='extra tools/train.py arguments, e.g. '
+                   '--train-args="--amp --auto-scale-lr"')
     p.add_argument('--ci', type=float, default=0.95,
                    help='confidence level of the paired intervals')
     p.add_argument('--dry-run', action='store_true')
