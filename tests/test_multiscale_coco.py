@@ -150,8 +150,7 @@ def test_deterministic_from_the_seed(dataset, tmp_path):
                                                         num_train=2))
     assert (Path(other['train']['ann_file']).read_bytes() !=
             first['annotations/instances_train2017.json'])
-    fewer = make_multiscale_coco(tmp_path / 'd', **dict(KW, num_train=2,
-                                                        num_val=1))
+    make_multiscale_coco(tmp_path / 'd', **dict(KW, num_train=2, num_val=1))
     for i in (1, 2):
         name = f'train2017/{i:012d}.png'
         assert (tmp_path / 'd' / name).read_bytes() == first[name]

@@ -5,8 +5,8 @@ object scale matters and a small detector does not saturate in a CPU budget:
 
 - object sizes (square root of the area) are log-uniform from
   ``MIN_SIZE`` = 6 px to 75% of the image side, plus clusters of small
-  objects (6-18 px, 4-8 per cluster, up to two clusters per image): about
-  10-26 objects per image, most of them small by COCO's buckets;
+  objects (6-18 px, 3-6 per cluster, up to two clusters per image): 4-21
+  objects per image, 70% of them small by COCO's buckets;
 - the six classes differ only in a fine marking inside the object (a dot, a
   ring, a cross, a bar, three stripes or a 2x2 checker, drawn at a random
   angle in a contrasting shade); the outline (circle, square, hexagon or
@@ -38,8 +38,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..evaluation.buckets import BUCKETS, area_bucket
-from ..utils.fileio import atomic_open, dump_json
-from .synthetic_coco import _check_int
+from .synthetic_coco import _check_int, write_split
 
 CLASSES = ('dot', 'ring', 'cross', 'bar', 'stripes', 'checker')
 #: One colour per class for visualisation (the images do not use them).
@@ -496,34 +495,13 @@ def dataset_statistics(coco):
 
 
 def _make_split(out_dir, split, split_code, num_images, size, seed):
-    img_dir = os.path.join(out_dir, f'{split}2017')
-    ann_file = os.path.join(out_dir, 'annotations',
-                            f'instances_{split}2017.json')
-    os.makedirs(img_dir, exist_ok=True)
-    images, annotations, skipped = [], [], 0
-    for index in range(num_images):
-        rng = np.random.default_rng(
-            np.random.SeedSequence([seed, split_code, index]))
-        img, labels, objects, n_skip = _render_image(rng, size)
-        skipped += n_skip
-        image_id = index + 1
-        file_name = f'{image_id:012d}.png'
-        with atomic_open(os.path.join(img_dir, file_name), 'wb') as f:
-            Image.fromarray(img, mode='RGB').save(f, format='PNG')
-        images.append({'id': image_id, 'file_name': file_name,
-                       'width': size, 'height': size})
-        for ann in _annotations(labels, objects):
-            annotations.append(dict(id=len(annotations) + 1,
-                                    image_id=image_id, **ann))
-    coco = {
-        'info': dict(_INFO),
-        'licenses': [],
-        'images': images,
-        'annotations': annotations,
-        'categories': [{'id': i + 1, 'name': name, 'supercategory': 'shape'}
-                       for i, name in enumerate(CLASSES)],
-    }
-    dump_json(coco, ann_file)
+    def render(rng, index):
+        img, labels, objects, skipped = _render_image(rng, size)
+        return img, _annotations(labels, objects), skipped
+
+    ann_file, img_dir, coco, skipped = write_split(
+        out_dir, split, split_code, num_images, size, seed, render, CLASSES,
+        _INFO)
     stats = dataset_statistics(coco)
     stats.update(ann_file=ann_file, img_dir=img_dir, skipped_objects=skipped)
     return stats

@@ -338,8 +338,8 @@ def train(run, args, slot):
     """Train ``run`` unless done; returns the train record or raises."""
     if osp.isfile(run.trained):
         return load_results_dict(run.trained)
-    rc, wall, cpu = execute(train_command(run, args, slot),
-                            osp.join(run.dir, 'train.log'),
+    cmd = train_command(run, args, slot)
+    rc, wall, cpu = execute(cmd, osp.join(run.dir, 'train.log'),
                             environment(args, slot))
     last = osp.join(run.train_dir, 'last_checkpoint')
     if rc or not osp.isfile(last):
@@ -349,8 +349,9 @@ def train(run, args, slot):
     with open(last) as f:
         checkpoint = f.read().strip()
     epoch, iteration = _checkpoint_meta(checkpoint)
+    # times of this process only: a resumed training's are partial
     record = dict(checkpoint=checkpoint, wall_s=wall, cpu_s=cpu,
-                  epochs=epoch, iters=iteration,
+                  resumed='--resume' in cmd, epochs=epoch, iters=iteration,
                   threads=environment(args, slot)['OMP_NUM_THREADS'],
                   gpus=slot['gpus'])
     dump_json(record, run.trained, indent=1)
@@ -422,7 +423,8 @@ def runs_table(results):
              '| CPU s / iteration | sweep s |', '|' + '---|' * 8]
     for r in results:
         t = r['train']
-        per_iter = (f"{t['cpu_s'] / t['iters']:.2f}" if t.get('iters')
+        per_iter = ('n/a (resumed)' if t.get('resumed') else
+                    f"{t['cpu_s'] / t['iters']:.2f}" if t.get('iters')
                     else 'n/a')
         lines.append(f"| {r['design']} | {r['seed']} | {t.get('epochs')} | "
                      f"{t.get('iters')} | {t['wall_s']} | {t['cpu_s']} | "
