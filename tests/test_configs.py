@@ -49,13 +49,15 @@ def base_files(path):
 
 
 def test_layout():
-    """One folder per design, every demo in its design's demo/ folder; the
-    only config at the top level is the main path, which is the PSConv
-    folder's config."""
+    """One folder per design, every demo in its design's demo/ folder, the
+    design studies in study/<study>/; the only config at the top level is
+    the main path, which is the PSConv folder's config."""
     for path in ALL_CONFIGS:
         parts = osp.relpath(path, CONFIGS).split(osp.sep)
         if len(parts) == 1:
             assert path == MAIN_PATH
+        elif parts[0] == 'study':
+            assert len(parts) == 3, path
         else:
             assert parts[0] in DESIGNS and len(parts) <= 3, path
             assert (len(parts) == 3) == (parts[1] == 'demo'), path

@@ -263,3 +263,28 @@ def test_width_sweep_with_bn_recalibration(dataset, tmp_path):
         pytest.approx(0.25, abs=0.03)
     ax = plot_ap_vs_flops(rows, tmp_path / 'f.png')
     assert len(ax.lines) == 1  # one curve (the Pareto front) for one model
+
+
+def test_config_sweep_settings_are_the_defaults(tmp_path):
+    """A config whose test_cfg is a ScaleSweepTestLoop names its own scales,
+    sub-networks and BN recalibration; the command line overrides them."""
+    tool = load_tool('analysis/scale_benchmark')
+    ckpt = tmp_path / 'x.pth'
+    ckpt.write_bytes(b'')
+    cfg_path = osp.join(REPO, 'configs/study/resizable/'
+                        'mask_rcnn_rsr50_fpn_quarter_ms_super.py')
+    own = tool.sweep_config(cfg_path, str(ckpt), tool.parse_args(
+        [cfg_path, str(ckpt)]), str(tmp_path))
+    assert own.test_cfg.scales == [192, 256, 384]
+    assert own.test_cfg.subnets[3] == dict(resize1=0.5, resize2=1.0,
+                                           resize3=1.0, resize4=1.0)
+    assert own.test_cfg.recalibrate_bn == 100
+    cli = tool.sweep_config(cfg_path, str(ckpt), tool.parse_args(
+        [cfg_path, str(ckpt), '--scales', '128', '--recalibrate-bn', '0']),
+        str(tmp_path))
+    assert (cli.test_cfg.scales, cli.test_cfg.recalibrate_bn) == ([128], 0)
+    assert len(cli.test_cfg.subnets) == 4
+    plain = tool.sweep_config(DEMO_CFG, str(ckpt), tool.parse_args(
+        [DEMO_CFG, str(ckpt)]), str(tmp_path))
+    assert list(plain.test_cfg.scales) == [240, 360, 480, 600, 800]
+    assert plain.test_cfg.subnets is None and plain.test_cfg.widths is None

@@ -229,22 +229,25 @@ def _render_image(rng, index, size, min_objects, max_objects):
     return img, objects, skipped
 
 
-def _make_split(out_dir, split, split_code, num_images, size, seed,
-                min_objects, max_objects):
+def write_split(out_dir, split, split_code, num_images, size, seed, render,
+                classes, info):
+    """Render and write one split in the COCO 2017 layout.
+
+    ``render(rng, index)`` returns ``(uint8 HxWx3 image, annotations,
+    skipped)``: the annotations' fields after ``id`` and ``image_id``. Image
+    ``index`` uses the generator seeded with ``(seed, split_code, index)``,
+    so it does not depend on the number of images. PNGs and the JSON are
+    written atomically. Returns ``(ann_file, img_dir, coco dict, skipped)``.
+    """
     img_dir = os.path.join(out_dir, f'{split}2017')
     ann_file = os.path.join(out_dir, 'annotations',
                             f'instances_{split}2017.json')
     os.makedirs(img_dir, exist_ok=True)
-    images, annotations = [], []
-    buckets = dict.fromkeys(BUCKETS, 0)
-    per_cat = dict.fromkeys(CLASSES, 0)
-    skipped = 0
+    images, annotations, skipped = [], [], 0
     for index in range(num_images):
-        # Per-image seed: image i does not depend on the number of images.
         rng = np.random.default_rng(
             np.random.SeedSequence([seed, split_code, index]))
-        img, objects, n_skip = _render_image(rng, index, size, min_objects,
-                                             max_objects)
+        img, anns, n_skip = render(rng, index)
         skipped += n_skip
         image_id = index + 1
         file_name = f'{image_id:012d}.png'
@@ -252,35 +255,57 @@ def _make_split(out_dir, split, split_code, num_images, size, seed,
             Image.fromarray(img, mode='RGB').save(f, format='PNG')
         images.append({'id': image_id, 'file_name': file_name,
                        'width': size, 'height': size})
-        for cat, _, poly in objects:
-            area = round(abs(_shoelace(poly)), 2)
-            (x0, y0), (x1, y1) = poly.min(axis=0), poly.max(axis=0)
-            annotations.append({
-                'id': len(annotations) + 1,
-                'image_id': image_id,
-                'category_id': cat + 1,
-                'segmentation': [[float(v) for v in poly.reshape(-1)]],
-                'area': area,
-                'bbox': [float(x0), float(y0), round(float(x1 - x0), 2),
-                         round(float(y1 - y0), 2)],
-                'iscrowd': 0,
-            })
-            buckets[area_bucket(area)] += 1
-            per_cat[CLASSES[cat]] += 1
+        for ann in anns:
+            annotations.append(dict(id=len(annotations) + 1,
+                                    image_id=image_id, **ann))
     coco = {
-        'info': dict(_INFO),
+        'info': dict(info),
         'licenses': [],
         'images': images,
         'annotations': annotations,
         'categories': [{'id': i + 1, 'name': name, 'supercategory': 'shape'}
-                       for i, name in enumerate(CLASSES)],
+                       for i, name in enumerate(classes)],
     }
     dump_json(coco, ann_file)
+    return ann_file, img_dir, coco, skipped
+
+
+def _annotations(objects):
+    """COCO fields of the placed ``(category, drawn, polygon)`` objects."""
+    out = []
+    for cat, _, poly in objects:
+        (x0, y0), (x1, y1) = poly.min(axis=0), poly.max(axis=0)
+        out.append({
+            'category_id': cat + 1,
+            'segmentation': [[float(v) for v in poly.reshape(-1)]],
+            'area': round(abs(_shoelace(poly)), 2),
+            'bbox': [float(x0), float(y0), round(float(x1 - x0), 2),
+                     round(float(y1 - y0), 2)],
+            'iscrowd': 0,
+        })
+    return out
+
+
+def _make_split(out_dir, split, split_code, num_images, size, seed,
+                min_objects, max_objects):
+    def render(rng, index):
+        img, objects, skipped = _render_image(rng, index, size, min_objects,
+                                              max_objects)
+        return img, _annotations(objects), skipped
+
+    ann_file, img_dir, coco, skipped = write_split(
+        out_dir, split, split_code, num_images, size, seed, render, CLASSES,
+        _INFO)
+    buckets = dict.fromkeys(BUCKETS, 0)
+    per_cat = dict.fromkeys(CLASSES, 0)
+    for ann in coco['annotations']:
+        buckets[area_bucket(ann['area'])] += 1
+        per_cat[CLASSES[ann['category_id'] - 1]] += 1
     return {
         'ann_file': ann_file,
         'img_dir': img_dir,
-        'num_images': len(images),
-        'num_annotations': len(annotations),
+        'num_images': len(coco['images']),
+        'num_annotations': len(coco['annotations']),
         'buckets': buckets,
         'per_category': per_cat,
         'skipped_objects': skipped,

@@ -7,6 +7,10 @@ widths) and report COCO AP, AP_S/M/L, GFLOPs and latency side by side.
         [--recalibrate-bn N] \
         [--work-dir work_dirs/scale_benchmark] [--cfg-options k=v ...]
 
+A config whose ``test_cfg`` is already a ``ScaleSweepTestLoop`` supplies
+its own ``scales``, ``widths`` / ``subnets`` and ``recalibrate_bn`` (e.g. a
+Resizable super-network's configurations); the command line overrides them.
+
 Writes results.json, results.csv, ap_vs_scale.png, ap_vs_gflops.png to the
 work dir and prints a markdown table. Each setting is one pass over the
 test set with mmengine's runner (msdet's ScaleSweepTestLoop +
@@ -37,13 +41,14 @@ def parse_args(argv=None):
                    help='another model to evaluate side by side')
     p.add_argument('--names', nargs='+', help='one display name per model')
     p.add_argument('--scales', nargs='+', type=int,
-                   default=list(DEFAULT_SCALES), help='test short sides')
+                   help="test short sides (default: the config's sweep "
+                   f'scales, else {list(DEFAULT_SCALES)})')
     p.add_argument('--widths', nargs='+', type=float,
                    help='sub-network widths (width-switchable models)')
     p.add_argument('--recalibrate-bn', type=int, metavar='N',
                    help='re-estimate BN statistics on N training images '
-                   'before each setting (default: 2000 with --widths, '
-                   'else off)')
+                   "before each setting (default: the config's sweep "
+                   'setting, else 2000 with --widths, else off)')
     p.add_argument('--no-flops', action='store_true')
     p.add_argument('--work-dir', default='work_dirs/scale_benchmark')
     return parse_tool_args(p, argv)
@@ -54,12 +59,19 @@ def sweep_config(config, checkpoint, args, work_dir):
     check_checkpoint_file(checkpoint)
     cfg = load_config(config, args.cfg_options, work_dir, args.launcher)
     cfg.load_from = checkpoint
+    own = cfg.get('test_cfg') or {}
+    if str(own.get('type', '')).split('.')[-1] != 'ScaleSweepTestLoop':
+        own = {}
+    subnets = dict(widths=args.widths) if args.widths else dict(
+        widths=own.get('widths'), subnets=own.get('subnets'))
     recalib = args.recalibrate_bn
     if recalib is None:
-        recalib = 2000 if args.widths else 0
-    cfg.test_cfg = dict(type='ScaleSweepTestLoop', scales=args.scales,
-                        widths=args.widths, recalibrate_bn=recalib,
-                        count_flops=not args.no_flops)
+        recalib = own.get('recalibrate_bn', 2000 if subnets['widths'] else 0)
+    cfg.test_cfg = dict(type='ScaleSweepTestLoop',
+                        scales=args.scales or own.get('scales',
+                                                      DEFAULT_SCALES),
+                        recalibrate_bn=recalib,
+                        count_flops=not args.no_flops, **subnets)
     evaluator = cfg.test_evaluator
     for metric in (evaluator if isinstance(evaluator, list) else [evaluator]):
         if metric.type.split('.')[-1] == 'CocoMetric':
@@ -69,7 +81,8 @@ def sweep_config(config, checkpoint, args, work_dir):
 
 def main(argv=None):
     args = parse_args(argv)
-    check_scales(args.scales)
+    if args.scales is not None:
+        check_scales(args.scales)
     models = [(args.config, args.checkpoint)] + [tuple(m) for m in args.compare]
     names = args.names or [osp.splitext(osp.basename(c))[0]
                            for c, _ in models]
