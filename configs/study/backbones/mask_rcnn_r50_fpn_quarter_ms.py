@@ -18,6 +18,4 @@ model = dict(
         bbox_head=dict(num_classes=6), mask_head=dict(num_classes=6)),
     test_cfg=dict(rcnn=dict(max_per_img=100)))
 test_cfg = dict(type='ScaleSweepTestLoop', scales=[128, 192, 256, 384, 512])
-# RNG states in checkpoints: a resumed run continues exactly.
-custom_hooks = [dict(type='RNGStateHook')]
 randomness = dict(seed=0)

@@ -29,7 +29,6 @@ model = dict(
         in_channels=[32, 64, 128, 128],
         conv_cfg=dict(type='SlimmableConv2d', slim_out=False)))
 custom_hooks = [
-    dict(type='RNGStateHook'),
     dict(
         type='SubnetSwitchHook',
         sampler=dict(
@@ -44,3 +43,4 @@ test_cfg = dict(
     scales=[102, 154, 205, 256],
     widths=[0.25, 0.5, 0.75, 1.0],
     recalibrate_bn=calib_images)
+train_cfg = dict(type='SubnetEpochBasedTrainLoop')

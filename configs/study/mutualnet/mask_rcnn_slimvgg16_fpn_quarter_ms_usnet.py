@@ -4,7 +4,6 @@
 _base_ = './mask_rcnn_slimvgg16_fpn_quarter_ms_mutualnet.py'
 
 custom_hooks = [
-    dict(type='RNGStateHook'),
     dict(
         type='SubnetSwitchHook',
         sampler=dict(

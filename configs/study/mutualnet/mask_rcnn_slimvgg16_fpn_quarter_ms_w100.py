@@ -9,5 +9,6 @@
 _base_ = './mask_rcnn_slimvgg16_fpn_quarter_ms_mutualnet.py'
 
 model = dict(backbone=dict(width_range=(1.0, 1.0)))
-custom_hooks = [dict(type='RNGStateHook')]
+custom_hooks = []
+train_cfg = dict(type='EpochBasedTrainLoop')
 test_cfg = dict(widths=[1.0])

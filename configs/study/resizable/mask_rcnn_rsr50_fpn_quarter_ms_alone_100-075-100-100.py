@@ -7,7 +7,8 @@ _base_ = './mask_rcnn_rsr50_fpn_quarter_ms_super.py'
 
 model = dict(
     backbone=dict(resize_factors=[[1.0], [0.75], [1.0], [1.0]]))
-custom_hooks = [dict(type='RNGStateHook')]
+custom_hooks = []
+train_cfg = dict(type='EpochBasedTrainLoop')
 test_cfg = dict(
     subnets=[dict(resize1=1.0, resize2=0.75, resize3=1.0, resize4=1.0)])
-find_unused_parameters = False
+model_wrapper_cfg = dict(find_unused_parameters=False)

@@ -17,7 +17,6 @@ model = dict(
         resize_factors=[0.5, 0.75, 1.0],
         restore_outputs=True))
 custom_hooks = [
-    dict(type='RNGStateHook'),
     dict(
         type='SubnetSwitchHook',
         sampler=dict(type='FairSpatialSampler', switch_at=None),
@@ -33,4 +32,5 @@ test_cfg = dict(
     ],
     recalibrate_bn=calib_images)
 # DDP: a sub-network leaves the scale-aware BNs of other factors unused.
-find_unused_parameters = True
+model_wrapper_cfg = dict(type='CPUCompatibleDDP', find_unused_parameters=True)
+train_cfg = dict(type='SubnetEpochBasedTrainLoop')
