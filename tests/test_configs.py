@@ -57,12 +57,13 @@ def test_paper_config_follows_1x_recipe(path):
 def test_config_builds_without_downloads(path):
     cfg = Config.fromfile(path)
     assert '://' not in cfg.pretty_text  # no URL checkpoint anywhere
-    cfg.model.backbone.init_cfg = None
+    detector = cfg.model.get('detector', cfg.model)  # a wrapper's detector
+    detector.backbone.init_cfg = None
     scope = cfg.get('default_scope', 'mmdet')  # mmseg for configs/deeplabv3
     MODELS = importlib.import_module(f'{scope}.registry').MODELS
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
-    assert type(model.backbone).__name__ == cfg.model.backbone.type
+    assert type(model.backbone).__name__ == detector.backbone.type
     if 'psx101' in path:
         assert model.backbone.layer3[0].conv2.groups == 32
 

@@ -20,7 +20,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
     __file__)))))
 import msdet  # noqa: E402,F401
 
-from msdet.evaluation.scale_loop import DEFAULT_SCALES, check_scales  # noqa
+from msdet.evaluation.scale_loop import (DEFAULT_SCALES,  # noqa: E402
+                                         check_scales, use_scale_sweep)
 from msdet.evaluation.scale_report import (markdown_table,  # noqa: E402
                                            plot_ap_vs_flops,
                                            plot_ap_vs_scale, record_to_row,
@@ -59,14 +60,9 @@ def sweep_config(config, checkpoint, args, work_dir):
     recalib = args.recalibrate_bn
     if recalib is None:
         recalib = 2000 if args.widths else 0
-    cfg.test_cfg = dict(type='ScaleSweepTestLoop', scales=args.scales,
-                        widths=args.widths, recalibrate_bn=recalib,
-                        count_flops=not args.no_flops)
-    evaluator = cfg.test_evaluator
-    for metric in (evaluator if isinstance(evaluator, list) else [evaluator]):
-        if metric.type.split('.')[-1] == 'CocoMetric':
-            metric.type = 'ScaleAwareCocoMetric'
-    return cfg
+    return use_scale_sweep(cfg, scales=args.scales, widths=args.widths,
+                           recalibrate_bn=recalib,
+                           count_flops=not args.no_flops)
 
 
 def main(argv=None):

@@ -1,0 +1,51 @@
+# Resizable-Adapt (paper 3.5, 4.4) on the CPU demo super-network
+# (../faster_rcnn_rsr50_fpn_demo.py, embedded synthetic COCO data):
+#   python tools/make_coco_demo.py data/coco_demo
+#   python tools/train.py configs/resizable/faster_rcnn_rsr50_fpn_demo.py
+#   python tools/analysis/resizable_adapt_targets.py \
+#       configs/resizable/demo/faster_rcnn_rsr50_fpn_adapt_demo.py \
+#       work_dirs/faster_rcnn_rsr50_fpn_demo/epoch_24.pth \
+#       --work-dir work_dirs/adapt_demo_targets
+#   python tools/train.py work_dirs/adapt_demo_targets/faster_rcnn_rsr50_fpn_adapt_demo.py
+#   python tools/analysis/resizable_adapt_report.py \
+#       work_dirs/adapt_demo_targets/faster_rcnn_rsr50_fpn_adapt_demo.py \
+#       work_dirs/faster_rcnn_rsr50_fpn_adapt_demo/epoch_20.pth
+# What differs from ../faster_rcnn_rsr50_fpn_adapt.py: the demo
+# super-network, candidates from its factors {0.5, 0.75, 1.0}, a 64-wide
+# learner, 20 epochs of 160 images (batch 8).
+_base_ = '../faster_rcnn_rsr50_fpn_demo.py'
+
+model = dict(
+    _delete_=True,
+    type='ResizableAdaptDetector',
+    data_preprocessor={{_base_.model.data_preprocessor}},
+    detector={{_base_.model}},
+    supernet_checkpoint='work_dirs/faster_rcnn_rsr50_fpn_demo/epoch_24.pth',
+    targets=None,
+    learner=dict(
+        type='ResizeLearner',
+        in_stage='last',
+        feat_channels=64,
+        configurations=[
+            dict(resize1=1.0, resize2=1.0, resize3=1.0, resize4=1.0),
+            dict(resize1=0.75, resize2=1.0, resize3=1.0, resize4=1.0),
+            dict(resize1=0.75, resize2=0.75, resize3=1.0, resize4=1.0),
+            dict(resize1=0.5, resize2=1.0, resize3=1.0, resize4=1.0),
+            dict(resize1=0.5, resize2=0.75, resize3=0.75, resize4=1.0),
+            dict(resize1=0.5, resize2=0.5, resize3=0.5, resize4=0.5),
+        ]))
+
+custom_hooks = []
+max_epochs = 20
+train_dataloader = dict(batch_size=8)
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4))
+param_scheduler = [
+    dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs,
+         milestones=[15], gamma=0.1)
+]
+default_hooks = dict(checkpoint=dict(interval=max_epochs))
+auto_scale_lr = dict(enable=False, base_batch_size=8)
