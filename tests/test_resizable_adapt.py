@@ -142,8 +142,8 @@ def test_learner_trained_for_another_candidate_list_fails(tmp_path):
     other = adapt_model(configurations=[conf(1, 1, 1, 1), conf(1, 0.5, 1, 1),
                                         conf(0.5, 0.5, 0.5, 0.5)])
     with pytest.raises(ValueError, match=r"trained for candidates .*"
-                       r"'resize1': 0.5, 'resize2': 1.0.*this model has "
-                       r"candidates .*'resize1': 1.0, 'resize2': 0.5"):
+                       r"'resize1': 0.5, 'resize2': 1.0.*this model lists "
+                       r".*'resize1': 1.0, 'resize2': 0.5"):
         load_checkpoint(other, str(tmp_path / 'a.pth'))
     same = adapt_model()
     load_checkpoint(same, str(tmp_path / 'a.pth'))
@@ -151,8 +151,9 @@ def test_learner_trained_for_another_candidate_list_fails(tmp_path):
                        model.learner.convs[0].weight)
     stem = adapt_model(in_stage='stem')
     save_checkpoint(stem.state_dict(), str(tmp_path / 's.pth'))
-    with pytest.raises(ValueError, match=r'trained for .*reading the stem; '
-                       r'this model has .*reading the last stage probed at'):
+    with pytest.raises(ValueError, match=r"learner was trained reading the "
+                       r"stem; this model is reading the last stage probed "
+                       r"at \{'resize1': 0.5, 'resize2': 0.5"):
         load_checkpoint(adapt_model(), str(tmp_path / 's.pth'))
     # a targets file written for another list
     (tmp_path / 't.json').write_text(json.dumps(dict(
@@ -432,3 +433,26 @@ def test_report_puts_adapt_next_to_fixed_and_oracle(data, trained):
                  'summary.md'):
         assert osp.isfile(data / 'report' / name)
     assert 'gap closed' in (data / 'report/summary.md').read_text()
+
+
+def test_targets_tool_candidates_and_ceiling(data, trained):
+    from msdet.analysis.resizable import parse_subnet_name
+    from msdet.evaluation.scale_report import subnet_name
+    assert parse_subnet_name(subnet_name(CANDIDATES[1])) == CANDIDATES[1]
+    tool = load_tool('analysis/resizable_adapt_targets')
+    gflops = trained[0]['targets']['gflops_model']
+    (data / 'table.json').write_text(json.dumps(
+        [dict(subnet=subnet_name(c)) for c in CANDIDATES]))
+    with working_dir(data):
+        with pytest.raises(ValueError, match=r"'0.75,1,1,1': resize1=0.75 "
+                           r'is not one of \[0.5, 1.0\]'):
+            tool.main(['adapt.py', 'super.pth', '--configurations',
+                       '0.75,1,1,1'])
+        with pytest.raises(ValueError, match=r'--max-gflops 0.001: no '
+                           r'candidate fits; the cheapest needs'):
+            tool.main(['adapt.py', 'super.pth', '--max-gflops', '0.001'])
+        # a lookup table as the source, the ceiling keeps the two cheapest
+        out = tool.main(['adapt.py', 'super.pth', '--lookup-table',
+                         'table.json', '--max-gflops', str(gflops[1]),
+                         '--num-images', '1', '--work-dir', 'ceiling'])
+    assert out['targets']['candidates'] == [CANDIDATES[2], CANDIDATES[1]]

@@ -26,7 +26,6 @@ import time
 import torch
 from pycocotools.coco import COCO
 
-from ..evaluation.complexity import backbone_gflops, model_gflops
 from ..evaluation.scale_metric import coco_stats
 from ..models.backbones.resizable_resnet import check_stage_factors
 from ..ops.switchable import set_subnet
@@ -130,19 +129,6 @@ def best_candidates(scores, costs, allowed=None):
         return (float('-inf') if score is None else score, -costs[k], -k)
 
     return [max(allowed, key=lambda k: key(row, k)) for row in scores]
-
-
-@torch.no_grad()
-def candidate_gflops(detector, data, candidates):
-    """Per candidate, ``dict(backbone=, model=)`` GFLOPs per image on the
-    first image of a preprocessed batch ``data``."""
-    inputs, samples = data['inputs'][:1], data['data_samples'][:1]
-    out = []
-    for settings in candidates:
-        set_subnet(detector, **settings)
-        out.append(dict(backbone=backbone_gflops(detector.backbone, inputs),
-                        model=model_gflops(detector, inputs, samples)))
-    return out
 
 
 @torch.no_grad()

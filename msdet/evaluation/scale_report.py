@@ -209,11 +209,14 @@ def plot_adapt_vs_fixed(rows, path, task='bbox'):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     models = _by_model(rows)
+    colors = ('tab:blue', 'tab:orange', 'tab:red', 'tab:purple',
+              'tab:brown', 'tab:pink', 'tab:olive', 'tab:cyan')
     for ax, part in zip(axes, ('model', 'backbone')):
         def points(mrows):
             return [(r[f'gflops_{part}'], 100 * r[f'{task}_AP'])
                     for r in mrows if r[f'{task}_AP'] is not None]
 
+        adaptive = 0
         for name, mrows in models.items():
             pts = points(mrows)
             if name == 'fixed':
@@ -227,10 +230,12 @@ def plot_adapt_vs_fixed(rows, path, task='bbox'):
                         marker='^', label='oracle (best per image)')
             else:
                 ax.scatter(*zip(*pts), marker='*', s=180, zorder=3,
+                           color=colors[adaptive % len(colors)],
                            label=f'Resizable-Adapt: {name}')
-        ax.set_xlabel(f'GFLOPs per image ({part}'
-                      + (', routing included)' if part == 'backbone'
-                         else ', mean spent)'))
+                adaptive += 1
+        ax.set_xlabel(f'GFLOPs per image, {part}'
+                      + (' (adaptive: routing + mean spent)'
+                         if part == 'model' else ' (adaptive: + routing)'))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f'{task} AP')
     axes[-1].legend(fontsize=8)

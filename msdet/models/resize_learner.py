@@ -162,30 +162,42 @@ class ResizeLearner(nn.Module):
 
     # --- what the weights were trained for ---------------------------------
 
-    def _routing_text(self, candidates, probe):
-        """The candidates and the reading place of buffer values."""
+    def _mismatch(self, candidates, probe):
+        """What the buffers ``candidates`` / ``probe`` of a checkpoint say
+        that differs from this learner's, as text (empty: nothing)."""
         keys = self._keys
-        if candidates.dim() != 2 or candidates.shape[1] != len(keys):
-            return f'candidates {candidates.tolist()}'
-        lists = [dict(zip(keys, row)) for row in candidates.tolist()]
-        where = ('the stem' if not probe.any() else
-                 f'the last stage probed at {dict(zip(keys, probe.tolist()))}')
-        return f'candidates {lists} reading {where}'
+
+        def where(p):
+            return ('reading the stem' if not p.any() else 'reading the '
+                    f'last stage probed at {dict(zip(keys, p.tolist()))}')
+
+        out = []
+        if candidates.shape != self.candidates.shape or not torch.equal(
+                candidates.double(), self.candidates):
+            theirs = ([dict(zip(keys, row)) for row in candidates.tolist()]
+                      if candidates.dim() == 2 and
+                      candidates.shape[1] == len(keys) else
+                      candidates.tolist())
+            out.append(f'trained for candidates {theirs}; this model lists '
+                       f'{self.configurations}')
+        if probe.shape != self.probe_factors.shape or not torch.equal(
+                probe.double(), self.probe_factors):
+            out.append(f'trained {where(probe)}; this model is '
+                       f'{where(self.probe_factors)}')
+        return '; '.join(out)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               strict, missing_keys, unexpected_keys,
                               error_msgs):
         theirs = [state_dict.get(prefix + k)
                   for k in ('candidates', 'probe_factors')]
-        ours = [self.candidates, self.probe_factors]
-        if all(t is not None for t in theirs) and any(
-                t.shape != o.shape or not torch.equal(t.double(), o.double())
-                for t, o in zip(theirs, ours)):
+        mismatch = None if any(t is None for t in theirs) else \
+            self._mismatch(*theirs)
+        if mismatch:
             raise ValueError(
-                f'{type(self).__name__}: the checkpoint\'s learner was '
-                f'trained for {self._routing_text(*theirs)}; this model '
-                f'has {self._routing_text(*ours)}. Train a learner for this '
-                'list (tools/analysis/resizable_adapt_targets.py writes the '
+                f"{type(self).__name__}: the checkpoint's learner was "
+                f'{mismatch}. Train a learner for this model '
+                '(tools/analysis/resizable_adapt_targets.py writes its '
                 'config) or use the config it was trained with.')
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,

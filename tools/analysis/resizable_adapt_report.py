@@ -39,8 +39,9 @@ from mmengine.config import ConfigDict
 from pycocotools.coco import COCO
 
 from msdet.analysis.resizable import (ImageAP, best_candidates,
-                                      candidate_gflops, model_space,
-                                      parse_configurations, run_candidates)
+                                      model_space, parse_configurations,
+                                      run_candidates)
+from msdet.evaluation.complexity import subnet_gflops
 from msdet.evaluation.scale_loop import find_resize, use_scale_sweep
 from msdet.evaluation.scale_report import (plot_adapt_vs_fixed,
                                            record_to_row, subnet_name,
@@ -169,9 +170,9 @@ def main(argv=None):
     # every candidate on every test image (the first model's super-network)
     loader = runner.test_loop.dataloader
     dataset = loader.dataset
-    costs = candidate_gflops(
-        detector, detector.data_preprocessor(next(iter(loader)), False),
-        candidates)
+    first = detector.data_preprocessor(next(iter(loader)), False)
+    costs = subnet_gflops(detector, first['inputs'][:1],
+                          first['data_samples'][:1], candidates)
     run = run_candidates(detector, loader, candidates,
                          ImageAP(COCO(dataset.ann_file), dataset.cat_ids),
                          keep_outputs=True)

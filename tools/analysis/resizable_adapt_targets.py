@@ -49,10 +49,10 @@ from mmengine.runner import Runner, load_checkpoint
 from pycocotools.coco import COCO
 from torch.utils.data import Subset
 
-from msdet.analysis.resizable import (best_candidates, candidate_gflops,
-                                      ImageAP, model_space,
-                                      parse_configurations, parse_subnet_name,
-                                      run_candidates)
+from msdet.analysis.resizable import (ImageAP, best_candidates,
+                                      model_space, parse_configurations,
+                                      parse_subnet_name, run_candidates)
+from msdet.evaluation.complexity import subnet_gflops
 from msdet.evaluation.scale_report import load_results
 from msdet.models.detectors.resizable_adapt import check_configurations
 from msdet.utils.config import load_config, parse_tool_args
@@ -167,9 +167,9 @@ def main(argv=None):
         dataset=Subset(dataset, indices), batch_size=1, num_workers=0,
         sampler=dict(type='DefaultSampler', shuffle=False)))
 
-    costs = candidate_gflops(
-        detector, detector.data_preprocessor(next(iter(loader)), False),
-        candidates)
+    first = detector.data_preprocessor(next(iter(loader)), False)
+    costs = subnet_gflops(detector, first['inputs'][:1],
+                          first['data_samples'][:1], candidates)
     if args.max_gflops is not None:
         keep = [k for k, c in enumerate(costs)
                 if c['model'] <= args.max_gflops]

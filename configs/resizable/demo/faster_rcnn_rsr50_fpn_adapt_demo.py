@@ -1,18 +1,20 @@
 # Resizable-Adapt (paper 3.5, 4.4) on the CPU demo super-network
-# (../faster_rcnn_rsr50_fpn_demo.py, embedded synthetic COCO data):
+# (../faster_rcnn_rsr50_fpn_demo.py, embedded synthetic COCO data); the
+# commands and numbers are in model_zoo.md ("Resizable-Adapt"):
 #   python tools/make_coco_demo.py data/coco_demo
 #   python tools/train.py configs/resizable/faster_rcnn_rsr50_fpn_demo.py
-#   python tools/analysis/resizable_adapt_targets.py \
-#       configs/resizable/demo/faster_rcnn_rsr50_fpn_adapt_demo.py \
-#       work_dirs/faster_rcnn_rsr50_fpn_demo/epoch_24.pth \
-#       --work-dir work_dirs/adapt_demo_targets
-#   python tools/train.py work_dirs/adapt_demo_targets/faster_rcnn_rsr50_fpn_adapt_demo.py
+#   python tools/analysis/resizable_nas.py configs/resizable/faster_rcnn_rsr50_fpn_demo.py \
+#       SUPERNET_CKPT --configurations ... --work-dir work_dirs/adapt_demo/nas
+#   python tools/analysis/resizable_adapt_targets.py THIS_CONFIG SUPERNET_CKPT \
+#       --lookup-table work_dirs/adapt_demo/nas/lookup_table.json \
+#       --work-dir work_dirs/adapt_demo/targets
+#   python tools/train.py work_dirs/adapt_demo/targets/faster_rcnn_rsr50_fpn_adapt_demo.py
 #   python tools/analysis/resizable_adapt_report.py \
-#       work_dirs/adapt_demo_targets/faster_rcnn_rsr50_fpn_adapt_demo.py \
-#       work_dirs/faster_rcnn_rsr50_fpn_adapt_demo/epoch_20.pth
+#       work_dirs/adapt_demo/targets/faster_rcnn_rsr50_fpn_adapt_demo.py LEARNER_CKPT
 # What differs from ../faster_rcnn_rsr50_fpn_adapt.py: the demo
-# super-network, candidates from its factors {0.5, 0.75, 1.0}, a 64-wide
-# learner, 20 epochs of 160 images (batch 8).
+# super-network; as candidates the 14 configurations of the demo lookup table
+# (factors {0.5, 0.75, 1.0}, cheapest first, as the targets tool orders
+# them); a 64-wide learner; 20 epochs of the 160 training images (batch 8).
 _base_ = '../faster_rcnn_rsr50_fpn_demo.py'
 
 model = dict(
@@ -27,12 +29,20 @@ model = dict(
         in_stage='last',
         feat_channels=64,
         configurations=[
-            dict(resize1=1.0, resize2=1.0, resize3=1.0, resize4=1.0),
-            dict(resize1=0.75, resize2=1.0, resize3=1.0, resize4=1.0),
-            dict(resize1=0.75, resize2=0.75, resize3=1.0, resize4=1.0),
-            dict(resize1=0.5, resize2=1.0, resize3=1.0, resize4=1.0),
-            dict(resize1=0.5, resize2=0.75, resize3=0.75, resize4=1.0),
             dict(resize1=0.5, resize2=0.5, resize3=0.5, resize4=0.5),
+            dict(resize1=0.5, resize2=0.75, resize3=0.75, resize4=0.75),
+            dict(resize1=0.75, resize2=0.5, resize3=0.5, resize4=0.5),
+            dict(resize1=0.5, resize2=1.0, resize3=1.0, resize4=1.0),
+            dict(resize1=0.75, resize2=0.75, resize3=0.75, resize4=0.75),
+            dict(resize1=1.0, resize2=0.5, resize3=0.5, resize4=0.5),
+            dict(resize1=0.75, resize2=0.75, resize3=1.0, resize4=1.0),
+            dict(resize1=1.0, resize2=0.75, resize3=0.75, resize4=0.75),
+            dict(resize1=0.75, resize2=1.0, resize3=1.0, resize4=1.0),
+            dict(resize1=1.0, resize2=1.0, resize3=0.5, resize4=0.5),
+            dict(resize1=1.0, resize2=0.75, resize3=1.0, resize4=1.0),
+            dict(resize1=1.0, resize2=1.0, resize3=0.75, resize4=0.75),
+            dict(resize1=1.0, resize2=1.0, resize3=1.0, resize4=0.5),
+            dict(resize1=1.0, resize2=1.0, resize3=1.0, resize4=1.0),
         ]))
 
 custom_hooks = []

@@ -47,7 +47,7 @@ from mmdet.registry import MODELS as MMDET_MODELS
 from mmengine.registry import MODELS
 from mmengine.runner.checkpoint import load_checkpoint
 
-from msdet.evaluation.complexity import backbone_gflops, model_gflops
+from msdet.evaluation.complexity import model_gflops, subnet_gflops
 from msdet.ops.switchable import is_allowed, set_subnet, subnet_space
 
 from ..resize_learner import (check_configuration_list, same_configuration,
@@ -273,13 +273,8 @@ class ResizableAdaptDetector(BaseDetector):
         """GFLOPs per image of routing (probe + learner) and, for every
         candidate, of its backbone and whole detector (mmengine's
         FlopAnalyzer, as ``msdet.evaluation.complexity``)."""
-        routing = model_gflops(self, batch_inputs, batch_data_samples)
-        candidates = []
-        for settings in self.configurations:
-            set_subnet(self.detector, **settings)
-            candidates.append(dict(
-                backbone=backbone_gflops(self.detector.backbone,
-                                         batch_inputs),
-                model=model_gflops(self.detector, batch_inputs,
-                                   batch_data_samples)))
-        return dict(routing=routing, candidates=candidates)
+        return dict(
+            routing=model_gflops(self, batch_inputs, batch_data_samples),
+            candidates=subnet_gflops(self.detector, batch_inputs,
+                                     batch_data_samples,
+                                     self.configurations))
