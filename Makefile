@@ -2,7 +2,7 @@
 # `make test` runs the test suite. Both install what they need first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEMO_CFG := configs/demo/mask_rcnn_psr50_fpn_demo.py
+DEMO_CFG := configs/psconv/demo/mask_rcnn_psr50_fpn_demo.py
 DEMO_DIR := work_dirs/demo
 
 .PHONY: install demo test

@@ -1,1 +1,2 @@
-"""msdet's benchmark suite (``python bench/run.py``); see ``bench/run.py``."""
+"""msdet's benchmark suite (``python -m bench.run`` from the repository
+root); see ``bench/run.py``."""

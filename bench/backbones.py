@@ -63,14 +63,6 @@ SPECS = [
          dict(width=w), 'SlimmableVGG-16 w1', None, SMALL)
     for w in (1.0, 0.5, 0.25)
 ] + [_resizable(*point) for point in RESIZABLE_POINTS]
-#: Backbones registered by other msdet work in progress: benchmarked only
-#: once registered (a skipped row says so).
-PENDING = {'ResizableResNet'}
-
-
-def registered(type_name):
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return MODELS.get(type_name) is not None
 
 
 def build(spec, quick, **overrides):
@@ -85,15 +77,6 @@ def build(spec, quick, **overrides):
     return model
 
 
-def skip_reason(spec):
-    """Why ``spec`` cannot run now, or ``None``."""
-    if not registered(spec.cfg['type']):
-        pending = spec.cfg['type'] in PENDING
-        return (f"{spec.cfg['type']} is not registered"
-                + (' yet (slot kept for it)' if pending else ''))
-    return None
-
-
 def complexity(specs, quick, device):
     """Params and GFLOPs at 224x224 (1 MAC = 1 FLOP, mmengine.analysis) of
     every backbone, next to the paper's figures, which count the ImageNet fc
@@ -102,10 +85,6 @@ def complexity(specs, quick, device):
     active sub-network's."""
     rows, size = [], 64 if quick else 224
     for spec in specs:
-        reason = skip_reason(spec)
-        if reason:
-            rows.append(dict(name=spec.name, skipped=reason))
-            continue
         model = build(spec, quick).to(device)
         fc = spec.cfg['type'] != 'SlimmableVGG'
         params = (sum(p.numel() for p in model.parameters()) +
@@ -146,15 +125,8 @@ def forward(specs, quick, reps, device, sizes):
             models, fns = {}, {}
             x = torch.randn(1, 3, *size, device=device)
             for spec in members:
-                reason = skip_reason(spec)
-                if reason:
-                    rows.append(dict(name=spec.name, size=list(size),
-                                     skipped=reason))
-                    continue
                 models[spec.name] = build(spec, quick).to(device)
                 fns[spec.name] = _forward_fn(models[spec.name], x)
-            if baseline not in fns:
-                continue
             res = measure(fns, baseline, reps, device=device)
             for name, r in res.items():
                 rows.append(

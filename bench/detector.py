@@ -119,14 +119,11 @@ def _iteration(model, batch):
 def run(specs, quick, reps, device, size, batch_size):
     """Per backbone: peak memory of a training iteration (after a first,
     untimed one), then its iteration time interleaved with its baseline's
-    (ratio to it)."""
+    (ratio to it). ``specs`` lists every baseline before the backbones
+    timed against it (``backbones.SPECS`` order)."""
     batch = synthetic_batch(batch_size, *size, device)
     rows, baselines = [], {}
     for spec in specs:
-        reason = backbones.skip_reason(spec)
-        if reason:
-            rows.append(dict(name=spec.name, skipped=reason))
-            continue
         model = build_detector(spec, quick, device)
         step = _iteration(model, batch)
         step()  # one-time allocations (oneDNN primitives, momentum buffers)
@@ -135,7 +132,7 @@ def run(specs, quick, reps, device, size, batch_size):
             baselines[spec.name] = (model, step, peak)
             row = dict(name=spec.name, baseline=spec.name, ratio=1.0,
                        peak_mib=peak, peak_ratio=1.0)
-        elif spec.baseline in baselines:
+        else:
             _, base_step, base_peak = baselines[spec.baseline]
             res = measure({spec.name: step, spec.baseline: base_step},
                           spec.baseline, reps, warmup=0, device=device)
@@ -143,12 +140,12 @@ def run(specs, quick, reps, device, size, batch_size):
                 name=spec.name, baseline=spec.baseline,
                 ms=round(res[spec.name]['ms'], 1),
                 baseline_ms=round(res[spec.baseline]['ms'], 1),
-                ratio=round(res[spec.name]['ratio'], 4), peak_mib=peak,
+                ratio=round(res[spec.name]['ratio'], 4),
+                times_ms=res[spec.name]['times_ms'],
+                baseline_times_ms=res[spec.baseline]['times_ms'],
+                peak_mib=peak,
                 peak_ratio=(None if peak is None or base_peak is None else
                             round(peak / base_peak, 4)))
-        else:
-            row = dict(name=spec.name, skipped=f'baseline {spec.baseline} '
-                       'did not run')
         rows.append(row)
         print(f"[detector] {spec.name}: peak {peak} MiB, "
               f"x{row.get('ratio', 1.0)} time", flush=True)

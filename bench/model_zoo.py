@@ -1,19 +1,16 @@
 """Write the benchmark table into model_zoo.md between the markers
 ``<!-- bench:start -->`` and ``<!-- bench:end -->`` (nothing else changes).
 
-    python bench/model_zoo.py work_dirs/bench/bench_cpu.json \\
+    python -m bench.model_zoo work_dirs/bench/bench_cpu.json \\
         [work_dirs/bench/bench_cuda.json] [--model-zoo model_zoo.md]
 """
 import argparse
 import json
 import os.path as osp
-import sys
 
-if __package__ in (None, ''):  # run as a script: make `bench` importable
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from msdet.utils.fileio import atomic_open
 
-from bench.report import zoo_markdown  # noqa: E402
-from msdet.utils.fileio import atomic_open  # noqa: E402
+from .report import zoo_markdown
 
 START, END = '<!-- bench:start -->', '<!-- bench:end -->'
 DEFAULT = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
@@ -52,7 +49,8 @@ def load_runs(paths):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('results', nargs='+', help='bench/run.py JSON files')
+    parser.add_argument('results', nargs='+',
+                        help='JSON files written by bench.run')
     parser.add_argument('--model-zoo', default=DEFAULT)
     args = parser.parse_args(argv)
     update(args.model_zoo, *load_runs(args.results))

@@ -1,17 +1,4 @@
-# Mask R-CNN, PS-ResNet-50 + FPN, 1x schedule (PSConv paper 4.3, table 7).
-# mmdet's 1x: 12 epochs, SGD lr 0.02 for 16 images (8 GPUs x 2), LR steps at
-# epochs 8 and 11, (1333, 800) input, COCO at data/coco/.
-# ImageNet-pretrained PS-ResNet-50 weights are a local file you bring
-# (see model_zoo.md); for training from scratch set
-# model.backbone.init_cfg=None, norm_eval=False, frozen_stages=-1.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['msdet'], allow_failed_imports=False)
-
-model = dict(
-    backbone=dict(
-        type='PSResNet',
-        depth=50,
-        ps_cfg=dict(pattern=(1, 2, 1, 4)),
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint='checkpoints/psresnet50_imagenet.pth')))
+# The main path: Mask R-CNN, PS-ResNet-50 + FPN, 1x on COCO 2017 (PSConv
+# paper 4.3, table 7). The config lives with the other PSConv configs,
+# psconv/mask_rcnn_psr50_fpn_1x.py; this file is that config.
+_base_ = './psconv/mask_rcnn_psr50_fpn_1x.py'

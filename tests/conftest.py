@@ -40,3 +40,22 @@ def working_dir(path):
         yield path
     finally:
         os.chdir(cwd)
+
+
+# The lines an msdet config holds (through configs/_base_/) to use msdet's
+# runtime components (README, Reliability); tests add them to the configs
+# they write. COCO configs add COCO_DATASET; configs with SubnetSwitchHook
+# name a Subnet*TrainLoop.
+RUNTIME_COMPONENTS = """
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook'),
+    checkpoint_fit=dict(type='CheckpointFitHook'),
+    rng_state=dict(type='RNGStateHook'))
+model_wrapper_cfg = dict(type='CPUCompatibleDDP')
+"""
+COCO_DATASET = """
+train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+test_dataloader = val_dataloader
+"""
+COCO_COMPONENTS = COCO_DATASET + RUNTIME_COMPONENTS

@@ -1,5 +1,5 @@
 """Checkpoint converters (tools/model_converters/): each source layout is
-rebuilt here from the issue's description, independently of msdet's and
+rebuilt here from the release's description, independently of msdet's and
 mmdet's modules, as a small random model; its converted checkpoint, loaded
 by ``init_cfg=dict(type='Pretrained')`` into the msdet backbone, must give
 the same stage outputs (float64, to 1e-5) where the mapping is exact."""
@@ -29,7 +29,7 @@ DTYPE = torch.float64
 
 # ------------------------------------------------ source layouts (test-side)
 class ReleasePSConv(nn.Module):
-    """The release's conv2 as the issue describes it: three convs summed;
+    """The release's conv2 as its code is laid out: three convs summed;
     P = 4 contiguous channel parts per group (G groups)."""
 
     def __init__(self, channels, stride=1, groups=1):
@@ -711,3 +711,35 @@ def test_command_line_writes_a_pretrained_checkpoint(tmp_path, r50_state):
     dst.init_weights()
     for k, v in dst.state_dict().items():
         assert torch.equal(v, r50_state[k].float()), k
+
+
+def test_a_whole_models_checkpoint_is_named(tmp_path, r50_state):
+    """Keys under ``backbone.`` (an mmdet detector's checkpoint): the
+    conversion fails, naming that cause, and writes nothing."""
+    sd = {f'backbone.{k}': v for k, v in r50_state.items()
+          if not k.startswith('fc.')}
+    sd['neck.lateral_convs.0.conv.weight'] = torch.zeros(8, 64, 1, 1)
+    torch.save({'state_dict': sd, 'meta': {}}, tmp_path / 'det.pth')
+    with pytest.raises(SystemExit) as err:
+        convert('torchvision_resnet', tmp_path / 'det.pth',
+                tmp_path / 'out.pth')
+    msg = str(err.value)
+    assert f"{len(sd) - 1} of the source's {len(sd)} keys start with " \
+        "'backbone.'" in msg
+    assert "the others: neck." in msg and "whole model's checkpoint" in msg
+    assert not osp.exists(tmp_path / 'out.pth')
+
+
+def test_converter_api_converts_in_memory(r50_state):
+    """``Converter.convert``: a state_dict in, the backbone config, its
+    tensors and what was dropped out; no file read or written."""
+    converter = load_tool('model_converters/torchvision_resnet').CONVERTER
+    cfg, state_dict, src = converter.convert(r50_state, None)
+    assert cfg == dict(type='PSResNet', depth=50, base_channels=16)
+    target = build_target(cfg).state_dict()
+    assert list(state_dict) == list(target)
+    assert all(torch.equal(state_dict[k], r50_state[k]) for k in target)
+    assert list(src.dropped) == ['fc.weight', 'fc.bias']
+    with pytest.raises(ConversionError, match="keys start with 'backbone.'"):
+        converter.convert({f'backbone.{k}': v
+                           for k, v in r50_state.items()}, None)

@@ -1,7 +1,8 @@
-"""Distributed runs on CPU (issue 9): DDP training with the sub-network
-switching hook through tools/dist_train.sh and tools/slurm_train.sh,
-distributed testing and scale sweeps equal to one process, and settings
-that need CUDA refused on a CPU machine."""
+"""Distributed runs on CPU: DDP training with the sub-network switching
+hook through tools/dist_train.sh and tools/slurm_train.sh, a killed run
+resumed to the uninterrupted run's weights, distributed testing and scale
+sweeps equal to one process, and settings that need CUDA refused on a CPU
+machine."""
 import json
 import os
 import pickle
@@ -12,12 +13,12 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.dist import init_dist
 
 from msdet.datasets.synthetic_coco import make_coco_dataset
 from msdet.engine import SandwichSampler, iteration_rng
-from msdet.utils.dist import check_cuda_only_settings
-from conftest import REPO, load_tool, working_dir
+from msdet.utils.dist import (check_cuda_only_settings,
+                              check_wrapper_settings, init_distributed)
+from conftest import REPO, RUNTIME_COMPONENTS, load_tool, working_dir
 from test_mutualnet import SCALES, SMALL_CFG
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(),
@@ -27,11 +28,24 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(),
 # hook's sub-networks from the message hub, the images) and the weights at
 # the start and at the end, one file per rank.
 PROBE = """
+import os
 import os.path as osp
+import signal
 
 import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class KillHook(Hook):
+    # rank 0 kills itself (SIGKILL, as a failing node) at the start of epoch
+    # KILL_AT_EPOCH, after the previous epoch's checkpoint; torchrun then
+    # stops the other rank
+    def before_train_epoch(self, runner):
+        if runner.rank == 0 and \\
+                str(runner.epoch) == os.environ.get('KILL_AT_EPOCH'):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @HOOKS.register_module()
@@ -58,15 +72,16 @@ class RankProbeHook(Hook):
         return getattr(runner.model, 'module', runner.model).state_dict()
 """
 # test_mutualnet's small MutualNet config (the demo config scaled down; the
-# switch hook with 4 sub-networks at 4 scales), two epochs of one iteration
-# per rank without validation, the probe, a fixed seed.
-DDP_CFG = SMALL_CFG + """
+# switch hook with 4 sub-networks at 4 scales) with msdet's components, two
+# epochs of one iteration per rank without validation, the probes, a fixed
+# seed; one checkpoint, at the end.
+DDP_CFG = SMALL_CFG + RUNTIME_COMPONENTS + """
 custom_imports = dict(imports=['msdet', 'rank_probe'],
                       allow_failed_imports=False)
-custom_hooks = custom_hooks + [dict(type='RankProbeHook')]
-train_cfg = dict(max_epochs=2)
+custom_hooks = custom_hooks + [dict(type='RankProbeHook'),
+                               dict(type='KillHook')]
+train_cfg = dict(type='SubnetEpochBasedTrainLoop', max_epochs=2)
 val_dataloader = val_cfg = val_evaluator = None
-default_hooks = dict(checkpoint=dict(interval=2))
 randomness = dict(seed=5)
 """
 FAKE_SRUN = """#!{python}
@@ -110,13 +125,13 @@ def workdir(tmp_path_factory):
     sys.path.remove(str(root))
 
 
-def run(cmd, workdir, **env):
-    env = dict(os.environ, PYTHONPATH=str(workdir), OMP_NUM_THREADS='1',
+def run(cmd, workdir, returncode=0, **env):
+    env = dict(os.environ, PYTHONPATH=f'{REPO}:{workdir}', OMP_NUM_THREADS='1',
                PYTHON=sys.executable, **env)
     out = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True,
                          text=True, timeout=600)
     log = out.stdout + out.stderr
-    assert out.returncode == 0, log[-4000:]
+    assert (out.returncode == 0) == (returncode == 0), log[-4000:]
     return log
 
 
@@ -167,6 +182,36 @@ def test_dist_train_ranks_switch_alike_and_end_equal(ddp_trained):
         assert torch.equal(v, ranks[0]['final'][k]), k
     assert saved['message_hub']['runtime_info']['subnets'] == \
         seen[0][-1]['subnets']
+
+
+def test_killed_ddp_run_resumes_to_the_uninterrupted_weights(ddp_trained,
+                                                             workdir):
+    """2 processes, rank 0 killed (SIGKILL) after epoch 1's checkpoint;
+    tools/dist_train.sh --resume (the latest checkpoint): every rank gets
+    its own RNG states back and the run ends with exactly the weights of
+    the uninterrupted run (both ranks, and in epoch_2.pth)."""
+    args = ['bash', f'{REPO}/tools/dist_train.sh', 'ddp.py', '2',
+            '--work-dir', 'wd_kill', '--cfg-options',
+            'default_hooks.checkpoint.interval=1']
+    run(args, workdir, returncode=1, KILL_AT_EPOCH='1',
+        PORT=str(free_port()))
+    work_dir = workdir / 'wd_kill'
+    assert not (work_dir / 'epoch_2.pth').exists()
+    ckpt = torch.load(work_dir / 'epoch_1.pth', weights_only=False)
+    states = ckpt['rng_state']
+    assert len(states) == 2  # one per rank, and they differ
+    assert not torch.equal(states[0]['torch'], states[1]['torch'])
+    log = run(args + ['--resume'], workdir, PORT=str(free_port()))
+    assert 'resumed epoch: 1, iter: 1' in log
+    ranks = load_ranks(work_dir)
+    assert [[s['iter'] for s in r['seen']] for r in ranks] == [[1], [1]]
+    full = load_ranks(ddp_trained[0])
+    for resumed, uninterrupted in zip(ranks, full):
+        for k, v in uninterrupted['final'].items():
+            assert torch.equal(v, resumed['final'][k]), k
+    saved = torch.load(work_dir / 'epoch_2.pth', weights_only=False)
+    for k, v in saved['state_dict'].items():
+        assert torch.equal(v, full[0]['final'][k]), k
 
 
 def test_dist_test_equals_one_process(ddp_trained, workdir):
@@ -263,8 +308,8 @@ def test_slurm_train_script(workdir, tmp_path):
 @no_cuda
 @pytest.mark.parametrize('launcher', ['pytorch', 'slurm', 'mpi'])
 def test_launchers_init_gloo_without_cuda(launcher, monkeypatch):
-    """Every mmengine launcher with the configs' nccl backend: gloo, no
-    torch.cuda.set_device (one process here)."""
+    """msdet's process group for every mmengine launcher with the configs'
+    nccl backend: gloo, no torch.cuda.set_device (one process here)."""
     env = dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', SLURM_PROCID='0',
                SLURM_NTASKS='1', SLURM_LOCALID='0', SLURM_NODELIST='node0',
                OMPI_COMM_WORLD_LOCAL_RANK='0', OMPI_COMM_WORLD_RANK='0',
@@ -274,7 +319,7 @@ def test_launchers_init_gloo_without_cuda(launcher, monkeypatch):
         monkeypatch.setenv(key, value)  # the launchers set themselves
     start_method = torch.multiprocessing.get_start_method(allow_none=True)
     try:
-        init_dist(launcher, backend='nccl')
+        init_distributed(launcher, dict(dist_cfg=dict(backend='nccl')))
         assert torch.distributed.get_backend() == 'gloo'
         assert torch.distributed.get_world_size() == 1
     finally:
@@ -301,8 +346,16 @@ def cpu_cfg(**kwargs):
         head=dict(type='mmengine.ApexOptimWrapper',
                   optimizer=dict(type='SGD', lr=0.1)))),
      r"optim_wrapper.head.type='ApexOptimWrapper'"),
-    (dict(sync_bn='torch', launcher='pytorch'),
+    (dict(sync_bn='torch', launcher='pytorch',
+          model_wrapper_cfg=dict(type='CPUCompatibleDDP')),
      r"sync_bn='torch' with launcher='pytorch'.*remove sync_bn"),
+    (dict(launcher='slurm'),
+     r"model_wrapper_cfg=None with launcher='slurm': mmengine's default DDP "
+     r"wrapper needs CUDA device ids .* on CPU set model_wrapper_cfg=dict\("
+     r"type='CPUCompatibleDDP'\)"),
+    (dict(launcher='pytorch', model_wrapper_cfg=dict(
+        type='MMDistributedDataParallel')),
+     r"the DDP wrapper 'MMDistributedDataParallel' needs CUDA device ids"),
 ])
 def test_cuda_only_settings_are_one_clear_error(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -316,6 +369,7 @@ def test_cpu_fallbacks_are_not_errors():
     with collect_device='gpu' (gloo)."""
     check_cuda_only_settings(cpu_cfg(
         env_cfg=dict(dist_cfg=dict(backend='nccl')), launcher='pytorch',
+        model_wrapper_cfg=dict(type='CPUCompatibleDDP'),
         model=dict(norm_cfg=dict(type='SyncBN')),
         test_evaluator=dict(type='CocoMetric', collect_device='gpu')))
     check_cuda_only_settings(cpu_cfg(sync_bn='torch'))
@@ -327,3 +381,19 @@ def test_train_amp_fails_before_training(workdir):
     with pytest.raises(ValueError, match='without --amp'):
         load_tool('train').main(['ddp.py', '--amp', '--work-dir', 'wd_amp'])
     assert not (workdir / 'wd_amp').exists()
+
+
+def test_top_level_find_unused_parameters_with_a_wrapper_cfg():
+    """mmengine ignores it when model_wrapper_cfg is set: one error saying
+    where it goes; inside the wrapper's config, or without one, it is
+    fine."""
+    with pytest.raises(ValueError, match=r"find_unused_parameters=True at "
+                       r"the top level .* write model_wrapper_cfg=dict\("
+                       r"type='CPUCompatibleDDP', find_unused_parameters="
+                       r"True\) instead"):
+        check_wrapper_settings(cpu_cfg(
+            find_unused_parameters=True,
+            model_wrapper_cfg=dict(type='CPUCompatibleDDP')))
+    check_wrapper_settings(cpu_cfg(find_unused_parameters=True))
+    check_wrapper_settings(cpu_cfg(model_wrapper_cfg=dict(
+        type='CPUCompatibleDDP', find_unused_parameters=True)))

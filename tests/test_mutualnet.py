@@ -1,4 +1,4 @@
-"""MutualNet (issue 6): slimmable VGG-16 in Mask R-CNN FPN, the sub-network
+"""MutualNet: slimmable VGG-16 in Mask R-CNN FPN, the sub-network
 switching hook and train step, BN post-statistics."""
 import copy
 import os
@@ -23,13 +23,15 @@ from msdet.datasets.synthetic_coco import make_coco_dataset
 from msdet.engine import (SandwichSampler, Subnet, SubnetSwitchHook,
                           iteration_rng, multi_subnet_train_step,
                           recalibrate_bn, rescale_batch)
+from msdet.engine.subnet_loops import SubnetTrainLoop
 from msdet.models.backbones.slimmable_vgg import SlimmableVGG
 from msdet.ops import (Range, SlimmableBatchNorm2d, SlimmableConv2d,
                        set_subnet, subnet_space)
 from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(REPO, 'configs/mutualnet/mask_rcnn_slimvgg16_fpn_demo.py')
+DEMO_CFG = osp.join(REPO,
+                    'configs/mutualnet/demo/mask_rcnn_slimvgg16_fpn_demo.py')
 SCALES = [(128, 128), (102, 102), (77, 77), (51, 51)]
 # The demo config, smaller still: 1/8-width VGG-16, 128 px, light heads.
 SMALL_CFG = f"""
@@ -47,6 +49,7 @@ model = dict(
                    rcnn=dict(sampler=dict(num=64))))
 custom_hooks = [dict(type='SubnetSwitchHook', calib_images=4,
                      sampler=dict(type='SandwichSampler', scales={SCALES}))]
+train_cfg = dict(type='SubnetEpochBasedTrainLoop')
 _resize = dict(type='Resize', scale=(128, 128), keep_ratio=True)
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=[
     dict(type='LoadImageFromFile'),
@@ -550,6 +553,23 @@ def test_resume_continues_the_same_sampling(trained):
     assert [s for _, s in resumed_record] == [s for _, s in record[10:]]
 
 
+def test_switch_hook_refuses_a_loop_that_cannot_train_subnets(workdir):
+    with pytest.raises(ValueError, match=r"SubnetSwitchHook: .* "
+                       r"train_cfg.type is 'EpochBasedTrainLoop', set "
+                       r"train_cfg.type='SubnetEpochBasedTrainLoop'"):
+        load_tool('train').main(['small.py', '--work-dir', 'wd_loop',
+                                 '--cfg-options',
+                                 'train_cfg.type=EpochBasedTrainLoop'])
+
+
+def test_subnet_loop_needs_the_switch_hook(workdir):
+    with pytest.raises(ValueError, match=r'SubnetEpochBasedTrainLoop: .* '
+                       r'custom_hooks has 0 SubnetSwitchHook\(s\), needs '
+                       r'exactly one'):
+        load_tool('train').main(['small.py', '--work-dir', 'wd_hook',
+                                 '--cfg-options', 'custom_hooks=[]'])
+
+
 # --- DDP: 2 CPU processes (gloo) -------------------------------------------
 
 @TASK_UTILS.register_module(force=True)
@@ -593,6 +613,7 @@ def ddp_worker(rank, port, out):
     model = MMDistributedDataParallel(module=Toy())
     runner = SimpleNamespace(
         model=model, seed=17 + rank,  # as with diff_rank_seed: rank 0 wins
+        train_loop=SubnetTrainLoop(),
         message_hub=MessageHub.get_instance(f'ddp_toy{rank}'),
         optim_wrapper=OptimWrapper(torch.optim.SGD(model.parameters(),
                                                    lr=0.1)))
@@ -603,7 +624,8 @@ def ddp_worker(rank, port, out):
         runner.iter, runner.epoch = it, 0
         hook.before_train_iter(runner, it)
         sampled.append(hook.subnets)
-        model.train_step(toy_batch(rank, it), runner.optim_wrapper)
+        multi_subnet_train_step(model, toy_batch(rank, it),
+                                runner.optim_wrapper, hook.subnets)
         hook.after_train_iter(runner, it)
     torch.save(dict(subnets=sampled, params=dict(
         model.module.named_parameters())), osp.join(out, f'{rank}.pt'))

@@ -1,4 +1,4 @@
-"""Resizable ResNet (issue 7): resize op, scale-aware BN, fair sampling,
+"""Resizable ResNet: resize op, scale-aware BN, fair sampling,
 scheduled switching, super-network training, Resizable-NAS lookup table."""
 import copy
 import os.path as osp
@@ -22,7 +22,8 @@ from msdet.ops.feature_resize import feature_resize
 from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(REPO, 'configs/resizable/faster_rcnn_rsr50_fpn_demo.py')
+DEMO_CFG = osp.join(REPO,
+                    'configs/resizable/demo/faster_rcnn_rsr50_fpn_demo.py')
 FACTORS = [0.5, 0.625, 0.75, 0.875, 1.0]
 # model_zoo.md: ResNet-50 table 1 FLOPs at 224x224 (backbone without fc)
 TABLE1 = {4.1: (1.0, 1.0, 1.0, 1.0), 2.8: (0.875, 0.875, 1.0, 1.0),
@@ -348,7 +349,7 @@ val_dataloader = dict(batch_size=2, dataset=dict(pipeline=[
                                           'img_shape', 'scale_factor'))]))
 test_dataloader = val_dataloader
 param_scheduler = []
-train_cfg = dict(max_epochs=3, val_interval=100)
+train_cfg = dict(type='SubnetEpochBasedTrainLoop', max_epochs=3, val_interval=100)
 default_hooks = dict(checkpoint=dict(interval=3))
 """
 

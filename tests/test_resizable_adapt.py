@@ -26,7 +26,8 @@ from msdet.ops.feature_resize import resized_size
 from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(REPO, 'configs/resizable/faster_rcnn_rsr50_fpn_demo.py')
+DEMO_CFG = osp.join(REPO,
+                    'configs/resizable/demo/faster_rcnn_rsr50_fpn_demo.py')
 ADAPT_CFG = osp.join(
     REPO, 'configs/resizable/demo/faster_rcnn_rsr50_fpn_adapt_demo.py')
 

@@ -17,7 +17,7 @@ from msdet.evaluation.scale_report import (load_results, pareto_front,
 from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(REPO, 'configs/demo/mask_rcnn_psr50_fpn_demo.py')
+DEMO_CFG = osp.join(REPO, 'configs/psconv/demo/mask_rcnn_psr50_fpn_demo.py')
 
 
 @pytest.fixture(scope='module')
@@ -231,7 +231,8 @@ def test_bad_inputs(tmp_path, sweep):
                    '128', '--widths', '0.5', '--work-dir', str(tmp_path)])
 
 
-MUTUAL_CFG = osp.join(REPO, 'configs/mutualnet/mask_rcnn_slimvgg16_fpn_demo.py')
+MUTUAL_CFG = osp.join(
+    REPO, 'configs/mutualnet/demo/mask_rcnn_slimvgg16_fpn_demo.py')
 
 
 def test_width_sweep_with_bn_recalibration(dataset, tmp_path):

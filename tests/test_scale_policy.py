@@ -18,7 +18,7 @@ from msdet.models.backbones import ElasticResNeXt
 from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CFG = osp.join(REPO, 'configs/deeplabv3/demo/deeplabv3_ex50_voc_demo.py')
+DEMO_CFG = osp.join(REPO, 'configs/elastic/demo/deeplabv3_ex50_voc_demo.py')
 
 
 def randomize(module, seed=0):

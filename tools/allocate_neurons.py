@@ -12,20 +12,19 @@ conv it replaces; the structure is written to ``--out``. Retrain from
 scratch with ``model.backbone.structure=structure.json``.
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.registry import MODELS, DefaultScope  # noqa: E402
-from mmengine.runner.checkpoint import _load_checkpoint  # noqa: E402
+import msdet  # noqa: F401  (registers msdet modules, torch.load fix)
+from mmengine.config import DictAction
+from mmengine.registry import MODELS, DefaultScope
+from mmengine.runner.checkpoint import _load_checkpoint
 
-from msdet.models.backbones import ScaleNet  # noqa: E402
+from msdet.models.backbones import ScaleNet
 from msdet.models.backbones.scalenet_allocation import \
-    allocate_neurons  # noqa: E402
-from msdet.utils.config import load_config  # noqa: E402
-from msdet.utils.fileio import dump_json  # noqa: E402
+    allocate_neurons
+from msdet.utils.config import load_config
+from msdet.utils.fileio import dump_json
+from msdet.utils.checkpoint import check_checkpoint_file
+from msdet.utils.cli import run_tool
 
 
 def parse_args(argv=None):
@@ -45,8 +44,7 @@ def parse_args(argv=None):
 
 def load_backbone(config, checkpoint, cfg_options=None):
     """The config's backbone with the checkpoint's weights (strictly)."""
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint {checkpoint!r} not found.')
+    check_checkpoint_file(checkpoint)
     cfg = load_config(config, cfg_options)
     bb_cfg = cfg.model.backbone
     bb_cfg.init_cfg = None  # the checkpoint supplies every weight
@@ -83,4 +81,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

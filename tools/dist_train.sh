@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Usage: tools/dist_train.sh CONFIG GPUS [train.py args...]
-# One process per GPU (or per CPU worker: on CPU, DDP uses the gloo backend).
-# Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT as for torchrun.
+# One process per GPU (or per CPU worker: without CUDA, DDP uses the gloo
+# backend). Multi-node: NNODES, NODE_RANK, MASTER_ADDR, PORT as for torchrun.
+# Python: $PYTHON, else the project's .venv, else python3 (python_env.sh).
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}
@@ -9,9 +10,9 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 DIR=$(dirname "$0")
-PYTHON=${PYTHON:-python}
+# shellcheck source=tools/python_env.sh
+source "$DIR/python_env.sh"
 
-PYTHONPATH="$DIR/..":$PYTHONPATH \
 "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
     --nproc_per_node="$GPUS" --master_port="$PORT" \

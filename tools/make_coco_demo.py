@@ -6,15 +6,9 @@ Example::
     python tools/make_coco_demo.py data/coco_demo --num-train 160 --num-val 40
 """
 import argparse
-import sys
-from pathlib import Path
 
-# Allow running from a checkout without installing msdet.
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from msdet.datasets.synthetic_coco import BUCKETS, make_coco_dataset  # noqa: E402
+from msdet.datasets.synthetic_coco import BUCKETS, make_coco_dataset
+from msdet.utils.cli import run_tool
 
 
 def parse_args(argv=None):
@@ -31,14 +25,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        summary = make_coco_dataset(
-            args.out_dir, num_train=args.num_train, num_val=args.num_val,
-            image_size=args.image_size, seed=args.seed,
-            min_objects=args.min_objects, max_objects=args.max_objects)
-    except ValueError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    summary = make_coco_dataset(
+        args.out_dir, num_train=args.num_train, num_val=args.num_val,
+        image_size=args.image_size, seed=args.seed,
+        min_objects=args.min_objects, max_objects=args.max_objects)
     print(f"synthetic COCO dataset in {summary['out_dir']} "
           f"(image_size={summary['image_size']}, seed={summary['seed']}, "
           f"classes={', '.join(summary['classes'])})")
@@ -58,4 +48,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(main)

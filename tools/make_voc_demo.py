@@ -6,19 +6,12 @@ Example::
     python tools/make_voc_demo.py data/voc_demo --num-train 64 --num-val 16
 
 writes data/voc_demo/VOC2012/{JPEGImages,SegmentationClass,ImageSets}, the
-layout configs/deeplabv3/demo/deeplabv3_ex50_voc_demo.py reads.
+layout configs/elastic/demo/deeplabv3_ex50_voc_demo.py reads.
 """
 import argparse
-import sys
-from pathlib import Path
 
-# Allow running from a checkout without installing msdet.
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from msdet.datasets.synthetic_voc import (make_voc_dataset,  # noqa: E402
-                                          single_class_miou)
+from msdet.datasets.synthetic_voc import make_voc_dataset, single_class_miou
+from msdet.utils.cli import run_tool
 
 
 def parse_args(argv=None):
@@ -40,15 +33,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        summary = make_voc_dataset(
-            args.out_dir, num_train=args.num_train, num_val=args.num_val,
-            image_size=tuple(args.image_size), num_classes=args.num_classes,
-            seed=args.seed, min_objects=args.min_objects,
-            max_objects=args.max_objects, boundary=args.boundary)
-    except ValueError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    summary = make_voc_dataset(
+        args.out_dir, num_train=args.num_train, num_val=args.num_val,
+        image_size=tuple(args.image_size), num_classes=args.num_classes,
+        seed=args.seed, min_objects=args.min_objects,
+        max_objects=args.max_objects, boundary=args.boundary)
     print(f"synthetic VOC dataset in {summary['data_root']} "
           f"(image_size={summary['image_size']}, seed={summary['seed']})")
     print('classes: ' + ', '.join(summary['classes']))
@@ -65,4 +54,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(main)

@@ -8,6 +8,7 @@
 # SLURM_NODELIST); MASTER_PORT (default 29500) picks the port. On nodes
 # without GPUs set GRES= (empty) and GPUS / GPUS_PER_NODE to the number of
 # processes: DDP then runs on CPU with the gloo backend.
+# Python: $PYTHON, else the project's .venv, else python3 (python_env.sh).
 set -e
 if [ $# -lt 4 ]; then
     echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]" >&2
@@ -23,11 +24,11 @@ CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 GRES=${GRES-gpu:$GPUS_PER_NODE}
 SRUN_ARGS=${SRUN_ARGS:-""}
 DIR=$(dirname "$0")
-PYTHON=${PYTHON:-python}
+# shellcheck source=tools/python_env.sh
+source "$DIR/python_env.sh"
 
 # SRUN_ARGS is split into words on purpose (several srun options)
 # shellcheck disable=SC2086
-PYTHONPATH="$DIR/..":$PYTHONPATH \
 srun --partition="$PARTITION" \
     --job-name="$JOB_NAME" \
     ${GRES:+--gres="$GRES"} \

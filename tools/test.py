@@ -2,22 +2,26 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.pkl]
         [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
+        [--debug]
 
 Prints a table of COCO AP / AP50 / AP75 / AP_S / AP_M / AP_L (bbox and segm;
 other metrics, e.g. mmseg's mIoU, one per row) and writes all metrics to
-WORK_DIR/metrics.json.
+WORK_DIR/metrics.json. Both files are written atomically. A bad config,
+argument or checkpoint (missing, truncated, or not fitting the model with
+msdet's CheckpointFitHook) is one message and exit status 1; --debug (or
+MSDET_DEBUG=1) shows the traceback.
 """
 import argparse
+import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import msdet  # noqa: E402,F401
+import msdet  # noqa: F401
 
-from msdet.evaluation.tables import metrics_table  # noqa: E402
-from msdet.utils.config import (build_runner, load_config,  # noqa: E402
-                                 parse_tool_args)
-from msdet.utils.fileio import dump_json  # noqa: E402
+from msdet.evaluation.tables import metrics_table
+from msdet.utils.checkpoint import check_checkpoint_file
+from msdet.utils.cli import run_tool
+from msdet.utils.config import build_runner, load_config, parse_tool_args
+from msdet.utils.fileio import dump_json, part_path
 
 
 def parse_args(argv=None):
@@ -32,10 +36,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found.')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out {args.out!r}: must end with .pkl/.pickle.')
+    check_checkpoint_file(args.checkpoint)
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)
     cfg.load_from = args.checkpoint
@@ -46,10 +49,13 @@ def main(argv=None):
     runner = build_runner(cfg)
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults
+        part = part_path(args.out)
         runner.test_evaluator.metrics.append(
-            DumpDetResults(out_file_path=args.out))
+            DumpDetResults(out_file_path=part))
     metrics = runner.test()
     if runner.rank == 0:
+        if args.out is not None:
+            os.replace(part, args.out)  # whole, or not at all
         print(metrics_table(metrics))
         path = osp.join(cfg.work_dir, 'metrics.json')
         dump_json({k: float(v) if isinstance(v, (int, float)) else str(v)
@@ -59,4 +65,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

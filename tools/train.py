@@ -2,16 +2,20 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
+        [--debug]
+
+A bad config, argument, dataset or checkpoint is one message and exit
+status 1; --debug (or MSDET_DEBUG=1) shows the traceback.
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
+import msdet  # noqa: F401  (registers msdet modules, torch.load fix)
+from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from msdet.utils.config import (build_runner, load_config,  # noqa: E402
-                                 parse_tool_args)
+from msdet.utils.checkpoint import check_checkpoint_file
+from msdet.utils.cli import run_tool
+from msdet.utils.config import build_runner, load_config, parse_tool_args
 
 
 def parse_args(argv=None):
@@ -35,12 +39,20 @@ def build_cfg(args):
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
-        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            raise ValueError('--auto-scale-lr: the config has no '
-                             'auto_scale_lr.base_batch_size.')
+        if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
+            raise ValueError(
+                f'--auto-scale-lr: {args.config!r} has no auto_scale_lr; add '
+                'auto_scale_lr = dict(enable=False, base_batch_size=N) to '
+                'the config, N being the total batch size its learning rate '
+                'was set for (mmdet: 16).')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
+        latest = find_latest_checkpoint(cfg.work_dir)
+        if latest is not None:
+            check_checkpoint_file(latest, osp.join(cfg.work_dir,
+                                                   'last_checkpoint') +
+                                  ' names')
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     return cfg
@@ -54,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

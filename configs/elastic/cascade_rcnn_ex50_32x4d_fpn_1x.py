@@ -3,7 +3,11 @@
 # COCO at data/coco/). The ELASTIC paper reports no detection results; the
 # backbone is the paper's ImageNet model (appendix B, table 10), used as
 # mmdet uses ResNeXt-50 (frozen stem + stage 1, BN in eval mode).
-_base_ = 'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::_base_/models/cascade-rcnn_r50_fpn.py',
+    '../_base_/datasets/coco_detection.py',
+    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
+]
 custom_imports = dict(imports=['msdet'], allow_failed_imports=False)
 
 model = dict(

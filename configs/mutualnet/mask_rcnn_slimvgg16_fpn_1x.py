@@ -20,7 +20,11 @@
 # - Backbone weights: VGG-16 pretrained on ImageNet with MutualNet (widths
 #   [0.25, 1.0], resolutions {224, 192, 160, 128}, appendix A.2), a local
 #   file you bring. Its layout is torchvision's vgg16_bn `features.*`.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    '../_base_/datasets/coco_instance.py',
+    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
+]
 custom_imports = dict(imports=['msdet'], allow_failed_imports=False)
 
 width_range = (0.25, 1.0)

@@ -15,7 +15,11 @@
 # - Weights: an ImageNet ResNet-50 converted with
 #   tools/model_converters/resizable_resnet.py (each BN copied into every
 #   scale-aware BN), a local file you bring.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    '../_base_/datasets/coco_instance.py',
+    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
+]
 custom_imports = dict(imports=['msdet'], allow_failed_imports=False)
 
 resize_factors = [0.5, 0.625, 0.75, 0.875, 1.0]

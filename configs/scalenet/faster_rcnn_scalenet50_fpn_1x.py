@@ -8,7 +8,11 @@
 # ImageNet-pretrained ScaleNet-50 weights are a local file you bring (see
 # model_zoo.md); to train from scratch set model.backbone.init_cfg=None,
 # norm_eval=False, frozen_stages=-1.
-_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
+    '../_base_/datasets/coco_detection.py',
+    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
+]
 custom_imports = dict(imports=['msdet'], allow_failed_imports=False)
 
 model = dict(

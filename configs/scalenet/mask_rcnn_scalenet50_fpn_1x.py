@@ -2,7 +2,11 @@
 # lr 0.02 for 16 images, steps at 8 and 11, (1333, 800) input), the backbone
 # replaced (not in the ScaleNet paper, which reports Faster R-CNN only).
 # ImageNet-pretrained ScaleNet-50 weights are a local file you bring.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    '../_base_/datasets/coco_instance.py',
+    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
+]
 custom_imports = dict(imports=['msdet'], allow_failed_imports=False)
 
 model = dict(

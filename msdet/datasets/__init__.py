@@ -1,1 +1,3 @@
-from . import coco_checks  # noqa: F401  (patches CocoDataset loading)
+from .checked_coco import CheckedCocoDataset
+
+__all__ = ['CheckedCocoDataset']

@@ -5,13 +5,14 @@ from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper
 from mmengine.registry import HOOKS, TASK_UTILS
+from mmengine.runner import IterBasedTrainLoop
 from torch.utils.data import DataLoader
 
 from msdet.ops.switchable import set_subnet, subnet_space
 
 from .bn_calibration import recalibrate_bn
+from .rng_state_hook import preserved_rng
 from .samplers import iteration_rng
-from .train_step import multi_subnet_train_step
 
 
 @HOOKS.register_module()
@@ -21,8 +22,10 @@ class SubnetSwitchHook(Hook):
     Every iteration the sampler picks the sub-networks (for MutualNet the
     sandwich rule with random input scales, ``SandwichSampler``, fig. 2 and
     section 4.3) from seed + iteration, identical on every DDP rank and
-    continued on resume; the model's ``train_step`` is replaced, for the
-    run, by :func:`multi_subnet_train_step`: the same mini-batch through
+    continued on resume. The training loop, msdet's
+    ``SubnetEpochBasedTrainLoop`` or ``SubnetIterBasedTrainLoop``
+    (``train_cfg.type``; any other loop is refused before training), trains
+    them with :func:`multi_subnet_train_step`: the same mini-batch through
     every sub-network, gradients accumulated, one optimizer step. Per
     sub-network losses are logged as ``largest_loss``, ``smallest_loss``,
     ``random1_loss``, ... ; the iteration's sub-networks themselves are in
@@ -36,7 +39,9 @@ class SubnetSwitchHook(Hook):
     (before the checkpoint is written) and before every validation, so
     validation numbers and epoch checkpoints hold valid full-width
     statistics. Iteration-based checkpoints are not recalibrated; call
-    ``msdet.engine.recalibrate_bn`` before using them.
+    ``msdet.engine.recalibrate_bn`` before using them. Recalibration leaves
+    the global random generators as it found them, so it does not change
+    the training's random draws.
 
     The seed is the runner's (``randomness.seed``), taken from rank 0.
     With a fixed list of widths (switchable BN) some BN parameters are unused
@@ -60,11 +65,22 @@ class SubnetSwitchHook(Hook):
         self.calib_images = calib_images
         self.seed = None
         self.subnets = None
-        self._model = None
+        self._training = False
         self._calibrated = False
         self._calib_loader = None
 
     def before_train(self, runner):
+        from .subnet_loops import SubnetTrainLoop
+        loop = runner.train_loop
+        if not isinstance(loop, SubnetTrainLoop):
+            kind = ('Iter' if isinstance(loop, IterBasedTrainLoop)
+                    else 'Epoch')
+            raise ValueError(
+                'SubnetSwitchHook: the sub-networks it samples are trained '
+                f"by msdet's train loop; train_cfg.type is "
+                f'{type(loop).__name__!r}, set '
+                f"train_cfg.type='Subnet{kind}BasedTrainLoop' (same "
+                'arguments as mmengine\'s loop).')
         ow = runner.optim_wrapper
         if not isinstance(ow, OptimWrapper) or \
                 getattr(ow, '_accumulative_counts', 1) != 1:
@@ -78,12 +94,7 @@ class SubnetSwitchHook(Hook):
         seed = [runner.seed]
         broadcast_object_list(seed, src=0)
         self.seed = seed[0]
-        self._model = model
-        model.train_step = self._train_step
-
-    def _train_step(self, data, optim_wrapper):
-        return multi_subnet_train_step(self._model, data, optim_wrapper,
-                                       self.subnets)
+        self._training = True
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         self.subnets = self.sampler.sample(
@@ -101,21 +112,21 @@ class SubnetSwitchHook(Hook):
         self._recalibrate(runner)
 
     def before_val(self, runner):
-        if self._model is not None:
+        if self._training:
             set_subnet(runner.model, **self.sampler.default().settings)
             self._recalibrate(runner)
 
     def after_train(self, runner):
-        del runner.model.train_step
-        self._model = None
+        self._training = False
 
     def _recalibrate(self, runner):
         if self._calibrated or not self.calib_images:
             return
         default = self.sampler.default()
-        used = recalibrate_bn(runner.model, self._loader(runner),
-                              self.calib_images, default.settings,
-                              default.scale)
+        with preserved_rng():
+            used = recalibrate_bn(runner.model, self._loader(runner),
+                                  self.calib_images, default.settings,
+                                  default.scale)
         MMLogger.get_current_instance().info(
             f'SubnetSwitchHook: BN statistics of {default.settings} at '
             f'scale {default.scale} recalibrated on {used} images per rank.')

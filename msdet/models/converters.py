@@ -1,30 +1,46 @@
 """Converting foreign pretrained checkpoints into msdet backbone checkpoints.
 
 One source layout = one script in ``tools/model_converters/`` (mmdet's
-convention, ``python tools/model_converters/X.py SRC DST``) that passes to
-``converter_main``:
+convention, ``python tools/model_converters/X.py SRC DST``). The script
+describes its layout with a :class:`Converter` and runs its command line::
+
+    CONVERTER = Converter(
+        layout='torchvision ResNet (ImageNet classifier)',
+        description=__doc__,     # the script's --help
+        target_cfg=target_cfg,   # (source, args) -> msdet backbone config
+        equivalence=equivalence, # (args, src) -> dict(kind=..., statement=...)
+        make_rule=make_rule,     # optional: (target, args) -> rule
+        drop=CLASSIFIER,         # optional: key prefixes dropped on purpose
+        add_arguments=None)      # optional: (parser) -> None, layout options
+
+    def main(argv=None):
+        return CONVERTER.main(argv)
 
 - ``target_cfg(source, args)``: the msdet backbone config the checkpoint
   becomes, usually inferred from the source's shapes (``infer_resnet_cfg``,
-  ``infer_depth``, ``infer_resnet_widths``).
+  ``infer_depth``, ``infer_resnet_widths``); ``source`` is a ``SourceDict``.
 - ``make_rule(target, args)``: a ``rule(key, src)`` giving, for every key of
   the target backbone's ``state_dict``, its tensor, built from the source
   tensors it takes with ``src.take(...)`` / ``src.take_all(...)`` (a key may
   be taken several times, e.g. one BN copied into every scale-aware BN).
   ``target`` is the built msdet backbone, for its per-block layout (groups,
-  branches). ``same_key`` is the rule of layouts with msdet's keys.
-- ``drop``: source key prefixes dropped on purpose (e.g. ``CLASSIFIER``,
-  ``fc.``), each with the reason that is reported.
+  branches). Default: ``same_key``, the rule of layouts with msdet's keys.
+- ``drop``: source key prefixes dropped on purpose, each with the reason
+  that is reported (default ``CLASSIFIER``: ``fc.``).
 - ``equivalence(args, src)``: what the result is relative to the source,
   ``dict(kind=one of EQUIVALENCE, statement=...)``, printed and stored.
 
-The shared code reads the source (``{'state_dict': ...}``, ``{'model': ...}``
-or a bare state_dict, ``module.`` prefixes stripped), walks the target's keys,
-and refuses to write anything if a source key is unknown (neither taken nor
-dropped), a key the rule needs is missing, or a tensor has the wrong shape:
-one ``ConversionError`` names them all. The only defaults it fills are
-absent BN ``num_batches_tracked`` counters (old torch checkpoints lack them;
-unused with a BN momentum), reported by name. The output
+``Converter.convert`` reads nothing and writes nothing: it turns a
+``SourceDict`` into the backbone config and state_dict. ``Converter.main``
+is the command line: it reads the source (``{'state_dict': ...}``,
+``{'model': ...}`` or a bare state_dict, ``module.`` prefixes stripped),
+converts, and refuses to write anything if a source key is unknown (neither
+taken nor dropped), a key the rule needs is missing, or a tensor has the
+wrong shape: one ``ConversionError`` names them all, and the cause where
+the source's keys carry a ``backbone.`` prefix (a whole detector's or
+classifier's checkpoint). The only defaults it fills are absent BN
+``num_batches_tracked`` counters (old torch checkpoints lack them; unused
+with a BN momentum), reported by name. The output
 ``{'state_dict': ..., 'meta': {...}}`` is written atomically with the
 backbone's own keys (no ``backbone.`` prefix), so
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` loads it into the
@@ -295,9 +311,6 @@ def convert_state_dict(source, target_state, rule, drop=None):
             if keys:
                 parts.append(f'{title} ({len(keys)}):')
                 parts += [f'  {k}' for k in keys]
-        if unknown and all(k.startswith('backbone.') for k in unknown):
-            parts.append("(a whole detector's checkpoint? convert the "
-                         'ImageNet backbone checkpoint instead)')
         raise ConversionError('\n'.join(parts))
     return out, src
 
@@ -315,54 +328,117 @@ def _names(keys, limit=8):
                     if len(keys) > limit else '')
 
 
-# --------------------------------------------------------------------- CLI
-def converter_main(script, argv=None):
-    """The command line of one layout's script, ``script`` being its
-    namespace (``globals()``).
+# --------------------------------------------------------------------- API
+def _prefix_cause(keys, prefix='backbone.'):
+    """Why a source whose keys carry a ``backbone.`` prefix does not
+    convert, or ``None`` if none does."""
+    keys = list(keys)
+    prefixed = [k for k in keys if k.startswith(prefix)]
+    if not prefixed:
+        return None
+    others = sorted({k.split('.', 1)[0] + '.' for k in keys
+                     if not k.startswith(prefix)})
+    return (f"{len(prefixed)} of the source's {len(keys)} keys start with "
+            f"{prefix!r} (e.g. {prefixed[0]!r}"
+            + (f"; the others: {', '.join(others)}" if others else '') +
+            "): a whole model's checkpoint (an mmdet detector, or an "
+            'mmpretrain classifier), not a backbone\'s own keys (e.g. '
+            "'conv1.weight'). Convert the backbone's ImageNet checkpoint, "
+            f'or save the tensors under {prefix!r} without the prefix and '
+            'convert that file.')
 
-    ``python SCRIPT SRC DST [--trust-source] [layout options]``. The script
-    defines ``LAYOUT`` (a name for its source layout), ``target_cfg(source,
-    args)``, ``equivalence(args, src)`` (``dict(kind=..., statement=str)``
-    for the report and meta, ``kind`` one of ``EQUIVALENCE``), and
-    optionally ``make_rule(target, args)`` (default: the same keys),
-    ``DROP`` (default ``CLASSIFIER``) and ``add_arguments(parser)``; see the
-    module docstring. Returns the written meta; on a bad source, exits with
-    the error (every bad key named) and writes nothing.
+
+class Converter:
+    """One source checkpoint layout and the msdet backbone it converts to.
+
+    A script in ``tools/model_converters/`` builds one and calls ``main``
+    (see the module docstring for the fields' contracts).
+
+    Args:
+        layout (str): name of the source layout, for ``--help`` and
+            ``meta['source_layout']``.
+        target_cfg (callable): ``(source, args) -> dict``, the msdet
+            backbone config (``type`` and arguments) the source becomes.
+        equivalence (callable): ``(args, src) -> dict(kind, statement)``,
+            ``kind`` one of ``EQUIVALENCE``.
+        make_rule (callable, optional): ``(target, args) -> rule`` with
+            ``rule(key, src) -> tensor`` for every target key. Default: the
+            source has msdet's keys (``same_key``).
+        drop (dict): source key prefix -> reason it is dropped on purpose.
+            Default ``CLASSIFIER``.
+        add_arguments (callable, optional): ``(parser) -> None``, adds the
+            layout's own command-line options.
+        description (str): the command line's description (``--help``).
     """
-    description, layout = script['__doc__'], script['LAYOUT']
-    target_cfg, equivalence = script['target_cfg'], script['equivalence']
-    make_rule = script.get('make_rule', lambda target, args: same_key)
-    drop, add_arguments = (script.get('DROP', CLASSIFIER),
-                           script.get('add_arguments'))
-    parser = argparse.ArgumentParser(
-        description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help=f'source checkpoint ({layout})')
-    parser.add_argument('dst', help='msdet backbone checkpoint to write')
-    parser.add_argument('--trust-source', action='store_true',
-                        help='unpickle arbitrary objects in SRC '
-                        '(weights_only=False); only for trusted files')
-    if add_arguments is not None:
-        add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        source = SourceDict(load_source(args.src, args.trust_source))
-        cfg = target_cfg(source, args)
-        target = build_target(cfg)
-        state_dict, src = convert_state_dict(
-            source, target.state_dict(), make_rule(target, args), drop)
-    except (ConversionError, ValueError, FileNotFoundError) as err:
-        raise SystemExit(f'{parser.prog}: cannot convert {args.src}:\n{err}')
-    eq = equivalence(args, src)
-    assert eq['kind'] in EQUIVALENCE, eq
-    meta = dict(
-        converter=parser.prog, source=osp.abspath(args.src),
-        source_layout=layout, backbone=cfg, equivalence=eq,
-        dropped=list(src.dropped), filled=list(src.filled),
-        notes=list(src.notes))
-    save_backbone_checkpoint(args.dst, state_dict, meta)
-    print(report(args.dst, state_dict, src, cfg, eq))
-    return meta
+
+    def __init__(self, layout, target_cfg, equivalence, make_rule=None,
+                 drop=CLASSIFIER, add_arguments=None, description=''):
+        self.layout, self.description = layout, description
+        self.target_cfg, self.equivalence = target_cfg, equivalence
+        self.make_rule, self.add_arguments = make_rule, add_arguments
+        self.drop = dict(drop)
+
+    def convert(self, source, args):
+        """Convert ``source`` (a state_dict or ``SourceDict``) with the
+        parsed options ``args``; returns ``(cfg, state_dict, src)``: the
+        backbone config, its converted tensors and the ``SourceDict`` with
+        what was used, dropped, filled and noted. Raises one
+        ``ConversionError`` naming every bad key (and the cause, where the
+        keys carry a ``backbone.`` prefix)."""
+        source = source if isinstance(source, SourceDict) else \
+            SourceDict(source)
+        try:
+            cfg = self.target_cfg(source, args)
+            target = build_target(cfg)
+            rule = same_key if self.make_rule is None else \
+                self.make_rule(target, args)
+            state_dict, src = convert_state_dict(
+                source, target.state_dict(), rule, self.drop)
+        except (ConversionError, ValueError) as err:
+            cause = _prefix_cause(source.keys())
+            if cause is None:
+                raise
+            raise ConversionError(f'{cause}\nWhat failed: {err}') from None
+        return cfg, state_dict, src
+
+    def parser(self):
+        """The command line: ``SRC DST [--trust-source] [layout options]``."""
+        parser = argparse.ArgumentParser(
+            description=self.description,
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument('src', help=f'source checkpoint ({self.layout})')
+        parser.add_argument('dst', help='msdet backbone checkpoint to write')
+        parser.add_argument('--trust-source', action='store_true',
+                            help='unpickle arbitrary objects in SRC '
+                            '(weights_only=False); only for trusted files')
+        if self.add_arguments is not None:
+            self.add_arguments(parser)
+        return parser
+
+    def main(self, argv=None):
+        """Run the command line: read SRC, convert, write DST (atomically)
+        and print the report. Returns the written meta; on a bad source,
+        exits with the error (every bad key named) and writes nothing."""
+        parser = self.parser()
+        args = parser.parse_args(argv)
+        try:
+            source = SourceDict(load_source(args.src, args.trust_source))
+            cfg, state_dict, src = self.convert(source, args)
+        except (ConversionError, ValueError, FileNotFoundError) as err:
+            raise SystemExit(
+                f'{parser.prog}: cannot convert {args.src}:\n{err}')
+        eq = self.equivalence(args, src)
+        if eq.get('kind') not in EQUIVALENCE:
+            raise ValueError(f"{parser.prog}: equivalence kind "
+                             f"{eq.get('kind')!r}; allowed: {EQUIVALENCE}")
+        meta = dict(
+            converter=parser.prog, source=osp.abspath(args.src),
+            source_layout=self.layout, backbone=cfg, equivalence=eq,
+            dropped=list(src.dropped), filled=list(src.filled),
+            notes=list(src.notes))
+        save_backbone_checkpoint(args.dst, state_dict, meta)
+        print(report(args.dst, state_dict, src, cfg, eq))
+        return meta
 
 
 def report(dst, state_dict, src, cfg, eq):

@@ -1,44 +1,45 @@
-"""Checkpoint files are never left half-written nor silently read broken.
-
-- mmengine writes checkpoints (and other local files) through
-  ``LocalBackend.put`` / ``put_text``; msdet makes both write a temp file and
-  rename it, so a run killed mid-write keeps the previous file intact.
-- Local checkpoints are read by msdet's loader (registered for local paths in
-  mmengine's ``CheckpointLoader``): a missing, truncated or corrupted file
-  gives one error naming it instead of a deep torch error or a partial load.
-- A checkpoint whose tensors do not fit the backbone is refused, naming the
-  first mismatching key (mmengine only warns and skips it). Mismatches in a
-  detector's heads still only warn: fine-tuning a COCO model on other
-  classes relies on that.
-"""
+"""Clear errors for checkpoint files: a cheap check that a file is a
+complete PyTorch checkpoint (for the tools, before a runner is built) and a
+loader for local files."""
 import os.path as osp
+import zipfile
 
-import torch
-from mmengine.fileio.backends import LocalBackend
-from mmengine.model import is_model_wrapper
-from mmengine.runner import checkpoint as mm_checkpoint
-from mmengine.runner.checkpoint import CheckpointLoader
-
-from .fileio import atomic_open
+# torch.save's legacy (pre-zip) format starts with pickle protocol 2 and
+# torch's magic number
+_LEGACY = b'\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19'
 
 
-def _atomic_put(self, obj, filepath):
-    with atomic_open(filepath, 'wb') as f:
-        f.write(obj)
+def check_checkpoint_file(path, what='checkpoint'):
+    """Raise one clear error unless ``path`` is a local file in one of
+    ``torch.save``'s formats: a zip archive whose central directory is intact
+    (a truncated write loses it) or the legacy pickle format. URLs and
+    other remote paths are left to mmengine. Reads a few bytes at both ends
+    of the file, not the tensors."""
+    path = str(path)
+    if '://' in path:
+        return
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} {path!r} not found.')
+    with open(path, 'rb') as f:
+        head = f.read(len(_LEGACY))
+    if head.startswith(b'PK\x03\x04'):
+        if zipfile.is_zipfile(path):
+            return
+        raise ValueError(f'{what} {path!r} is truncated or corrupted (its zip '
+                         'directory is missing); use a complete copy or an '
+                         'earlier checkpoint.')
+    if head == _LEGACY:
+        return
+    raise ValueError(f'{what} {path!r} is not a PyTorch checkpoint (neither '
+                     "torch.save's zip nor its legacy format).")
 
 
-def _atomic_put_text(self, obj, filepath, encoding='utf-8'):
-    with atomic_open(filepath, 'w', encoding=encoding) as f:
-        f.write(obj)
-
-
-LocalBackend.put = _atomic_put
-LocalBackend.put_text = _atomic_put_text
-
-
-@CheckpointLoader.register_scheme(prefixes='', force=True)
 def load_local_checkpoint(filename, map_location=None):
-    """``torch.load`` a local checkpoint with clear errors."""
+    """``torch.load`` a local checkpoint (``weights_only``, torch's default,
+    with msdet's allow-list of mmengine's types) with clear errors: a
+    missing file is a ``FileNotFoundError``, an unreadable one a
+    ``RuntimeError`` naming it (used by the checkpoint converters)."""
+    import torch
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename!r} not found.')
@@ -51,24 +52,3 @@ def load_local_checkpoint(filename, map_location=None):
             f'checkpoint {filename!r} cannot be read: it is truncated, '
             'corrupted or not a PyTorch checkpoint '
             f'({type(err).__name__}).') from err
-
-
-_load_state_dict = mm_checkpoint.load_state_dict
-
-
-def _load_state_dict_checked(module, state_dict, strict=False, logger=None):
-    target = module.module if is_model_wrapper(module) else module
-    own = target.state_dict()
-    scope = 'backbone.' if hasattr(target, 'backbone') else ''
-    for key, value in state_dict.items():
-        if key.startswith(scope) and key in own and \
-                hasattr(value, 'shape') and value.shape != own[key].shape:
-            raise ValueError(
-                f'checkpoint tensor {key!r} has shape {tuple(value.shape)}, '
-                f'the model expects {tuple(own[key].shape)}: the checkpoint '
-                f'does not fit this {type(target).__name__} (first '
-                'mismatching key).')
-    return _load_state_dict(module, state_dict, strict, logger)
-
-
-mm_checkpoint.load_state_dict = _load_state_dict_checked

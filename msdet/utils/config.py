@@ -1,4 +1,6 @@
-"""Config loading and arguments shared by msdet's command-line tools."""
+"""Config loading, checks and arguments shared by msdet's command-line tools."""
+import difflib
+import importlib.util
 import os
 import os.path as osp
 
@@ -6,7 +8,12 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .dist import check_cuda_only_settings
+from .checkpoint import check_checkpoint_file
+from .dist import (check_cuda_only_settings, check_wrapper_settings,
+                   init_distributed)
+
+SEG_EXTRA = ("pip install 'msdet[seg]' (MMSegmentation 1.2, "
+             "mmsegmentation>=1.2.2,<1.3)")
 
 
 def parse_tool_args(parser, argv=None):
@@ -24,14 +31,69 @@ def parse_tool_args(parser, argv=None):
     return args
 
 
+def mmseg_available():
+    return importlib.util.find_spec('mmseg') is not None
+
+
+def _uses_mmseg(cfg):
+    return cfg.get('default_scope') == 'mmseg' or \
+        'mmseg.' in str(cfg.get('custom_imports', ''))
+
+
+def check_cfg_options(cfg, options):
+    """Refuse an override that is a typo: a key the config lacks while a
+    close one exists at that level, naming the nearest valid key. New keys
+    with no close match are allowed (e.g. ``env_cfg.dist_cfg.timeout``)."""
+    tree = cfg.to_dict()
+    for key in options or {}:
+        node, path = tree, []
+        for part in key.split('.'):
+            if isinstance(node, (list, tuple)) and part.isdigit():
+                if int(part) >= len(node):
+                    raise ValueError(
+                        f'--cfg-options {key}: {".".join(path)!r} has '
+                        f'{len(node)} entries (indices 0-{len(node) - 1}).')
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                if part not in node:
+                    close = difflib.get_close_matches(
+                        part, [str(k) for k in node], n=1, cutoff=0.8)
+                    if close:
+                        where = '.'.join(path + [close[0]])
+                        raise ValueError(
+                            f'--cfg-options {key}: the config has no key '
+                            f'{".".join(path + [part])!r}; did you mean '
+                            f'{where!r}?')
+                    break
+                node = node[part]
+            else:
+                break
+            path.append(part)
+
+
 def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
-    """Load ``path`` the way mmdet's tools do: CLI overrides, then work_dir
-    from the CLI, the config, or ``work_dirs/<config name>``."""
+    """Load ``path`` the way mmdet's tools do: CLI overrides (checked for
+    typos), then work_dir from the CLI, the config, or
+    ``work_dirs/<config name>``. A config of MMSegmentation (``mmseg::``
+    bases, ``default_scope='mmseg'``) without mmseg installed is one error
+    naming the extra to install."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'config {path!r} not found.')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except ModuleNotFoundError as err:
+        if 'mmseg' not in str(err):
+            raise
+        raise ModuleNotFoundError(
+            f'config {path!r} builds on MMSegmentation (mmseg:: bases), '
+            f'which is not installed: {SEG_EXTRA}.') from None
+    if _uses_mmseg(cfg) and not mmseg_available():
+        raise ModuleNotFoundError(
+            f'config {path!r} uses MMSegmentation (default_scope='
+            f"'mmseg'), which is not installed: {SEG_EXTRA}.")
     cfg.launcher = launcher
     if cfg_options:
+        check_cfg_options(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -42,9 +104,18 @@ def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
 
 
 def build_runner(cfg):
-    """The config's ``runner_type`` if it names one, else mmengine's Runner;
-    settings this machine cannot run (CUDA-only, see
-    :func:`msdet.utils.dist.check_cuda_only_settings`) are refused first."""
+    """The config's ``runner_type`` if it names one, else mmengine's Runner.
+    First refused: settings this machine cannot run (CUDA-only, see
+    :func:`msdet.utils.dist.check_cuda_only_settings`), a
+    ``find_unused_parameters`` mmengine would ignore
+    (:func:`msdet.utils.dist.check_wrapper_settings`) and a ``load_from``
+    that is not a complete checkpoint file; then the process group of
+    ``cfg.launcher`` is started (:func:`msdet.utils.dist.init_distributed`,
+    with ``env_cfg.dist_cfg``)."""
     check_cuda_only_settings(cfg)
+    check_wrapper_settings(cfg)
+    if cfg.get('load_from'):
+        check_checkpoint_file(cfg.load_from)
+    init_distributed(cfg.get('launcher', 'none'), cfg.get('env_cfg'))
     return (RUNNERS.build(cfg) if 'runner_type' in cfg else
             Runner.from_cfg(cfg))

@@ -6,12 +6,9 @@ Resizable-NAS's lookup table).
         [--max-latency-ms 200] [--metric bbox_AP] [--model NAME]
 """
 import argparse
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
 from msdet.evaluation.scale_report import load_results, query_best  # noqa
+from msdet.utils.cli import run_tool
 
 
 def main(argv=None):
@@ -33,4 +30,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

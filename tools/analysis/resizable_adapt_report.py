@@ -47,6 +47,8 @@ from msdet.evaluation.scale_report import (plot_adapt_vs_fixed,
                                            record_to_row, subnet_name,
                                            write_results)
 from msdet.models.resize_learner import same_configuration
+from msdet.utils.checkpoint import check_checkpoint_file
+from msdet.utils.cli import run_tool
 from msdet.utils.config import build_runner, load_config, parse_tool_args
 from msdet.utils.fileio import atomic_open
 
@@ -68,8 +70,7 @@ def parse_args(argv=None):
 def adaptive_run(config, checkpoint, args, work_dir):
     """Test one Resizable-Adapt model at its config's own test scale, one
     image per batch; returns the runner (its model holds the weights)."""
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint {checkpoint!r} not found.')
+    check_checkpoint_file(checkpoint)
     cfg = load_config(config, args.cfg_options, work_dir, args.launcher)
     if str(cfg.model.get('type', '')).split('.')[-1] != \
             'ResizableAdaptDetector':
@@ -231,4 +232,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -55,6 +55,8 @@ from msdet.analysis.resizable import (ImageAP, best_candidates,
 from msdet.evaluation.complexity import subnet_gflops
 from msdet.evaluation.scale_report import load_results
 from msdet.models.detectors.resizable_adapt import check_configurations
+from msdet.utils.checkpoint import check_checkpoint_file
+from msdet.utils.cli import run_tool
 from msdet.utils.config import load_config, parse_tool_args
 from msdet.utils.fileio import atomic_open, dump_json
 
@@ -151,8 +153,7 @@ def subset_annotations(coco, img_ids):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found.')
+    check_checkpoint_file(args.checkpoint)
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
     model_cfg = adapt_model_cfg(cfg)
@@ -215,4 +216,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

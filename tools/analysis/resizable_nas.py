@@ -35,24 +35,20 @@ import argparse
 import json
 import os.path as osp
 import pprint
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
-import msdet  # noqa: E402,F401
+import msdet  # noqa: F401
 
-from msdet.analysis.resizable import (model_space,  # noqa: E402
-                                     parse_configurations)
-from msdet.evaluation.scale_loop import (find_resize,  # noqa: E402
-                                         use_scale_sweep)
-from msdet.evaluation.scale_report import (markdown_table,  # noqa: E402
-                                           query_best, record_to_row,
-                                           subnet_name, write_results)
-from msdet.models.backbones.resizable_resnet import (  # noqa: E402
-    enumerate_configurations)
-from msdet.utils.config import (build_runner, load_config,  # noqa: E402
+from msdet.analysis.resizable import model_space, parse_configurations
+from msdet.evaluation.scale_loop import find_resize, use_scale_sweep
+from msdet.evaluation.scale_report import (markdown_table, query_best,
+                                           record_to_row, subnet_name,
+                                           write_results)
+from msdet.models.backbones.resizable_resnet import enumerate_configurations
+from msdet.utils.config import (build_runner, load_config,
                                  parse_tool_args)
-from msdet.utils.fileio import atomic_open, dump_json  # noqa: E402
+from msdet.utils.fileio import atomic_open, dump_json
+from msdet.utils.checkpoint import check_checkpoint_file
+from msdet.utils.cli import run_tool
 
 
 def parse_args(argv=None):
@@ -104,8 +100,7 @@ def finetune_config(args, cfg, settings):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found.')
+    check_checkpoint_file(args.checkpoint)
     if args.ft_epochs < 1:
         raise ValueError(f'--ft-epochs {args.ft_epochs}; allowed: >= 1.')
     cfg = load_config(args.config, args.cfg_options,
@@ -154,4 +149,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

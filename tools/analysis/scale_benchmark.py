@@ -14,20 +14,19 @@ ScaleAwareCocoMetric, i.e. mmdet's CocoMetric numbers).
 """
 import argparse
 import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
-import msdet  # noqa: E402,F401
+import msdet  # noqa: F401
 
-from msdet.evaluation.scale_loop import (DEFAULT_SCALES,  # noqa: E402
-                                         check_scales, use_scale_sweep)
-from msdet.evaluation.scale_report import (markdown_table,  # noqa: E402
+from msdet.evaluation.scale_loop import (DEFAULT_SCALES, check_scales,
+                                         use_scale_sweep)
+from msdet.evaluation.scale_report import (markdown_table,
                                            plot_ap_vs_flops,
                                            plot_ap_vs_scale, record_to_row,
                                            write_results)
-from msdet.utils.config import (build_runner, load_config,  # noqa: E402
+from msdet.utils.config import (build_runner, load_config,
                                  parse_tool_args)
+from msdet.utils.checkpoint import check_checkpoint_file
+from msdet.utils.cli import run_tool
 
 
 def parse_args(argv=None):
@@ -53,8 +52,7 @@ def parse_args(argv=None):
 
 def sweep_config(config, checkpoint, args, work_dir):
     """The model's config with the scale-sweep loop and metric in place."""
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint {checkpoint!r} not found.')
+    check_checkpoint_file(checkpoint)
     cfg = load_config(config, args.cfg_options, work_dir, args.launcher)
     cfg.load_from = checkpoint
     recalib = args.recalibrate_bn
@@ -100,4 +98,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

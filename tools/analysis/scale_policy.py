@@ -13,16 +13,14 @@ to the output directory. Works with mmseg and mmdet configs.
 """
 import argparse
 import importlib
-import os.path as osp
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-    __file__)))))
-import msdet  # noqa: E402,F401
-from mmengine.config import DictAction  # noqa: E402
+import msdet  # noqa: F401
+from mmengine.config import DictAction
 
 from msdet.analysis import compute_scale_policy, save_scale_policy  # noqa
-from msdet.utils.config import load_config  # noqa: E402
+from msdet.utils.config import load_config
+from msdet.utils.checkpoint import check_checkpoint_file
+from msdet.utils.cli import run_tool
 
 
 def parse_args(argv=None):
@@ -56,8 +54,7 @@ def build_model_and_data(cfg, checkpoint, split):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} not found.')
+    check_checkpoint_file(args.checkpoint)
     cfg = load_config(args.config, args.cfg_options)
     model, loader = build_model_and_data(cfg, args.checkpoint, args.split)
     result = compute_scale_policy(model, loader, args.max_images)
@@ -72,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -41,21 +41,16 @@ bilinear upsampling and crop), in eval and train mode (every BN keeps its
 channels). A torchvision-layout ResNeXt (no ``_d`` keys) converts too, to
 ``ElasticResNeXt(elastic=False)``.
 """
-import os.path as osp
 import re
-import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
-from msdet.models.backbones import ElasticResNeXt  # noqa: E402
-from msdet.models.converters import (NBT, ConversionError,  # noqa: E402
-                                     converter_main, infer_depth,
-                                     infer_resnet_widths, source_shape)
+from msdet.models.backbones import ElasticResNeXt
+from msdet.models.converters import (NBT, ConversionError, Converter,
+                                     infer_depth, infer_resnet_widths,
+                                     source_shape)
+from msdet.utils.cli import run_tool
 
-LAYOUT = 'ELASTIC release ResNeXt (conv1..3 and conv1_d..3_d halves)'
 #: Blocks per stage by (depth, layout), for ``infer_depth``.
 LAYOUTS = {(depth, kind): (None, tuple(blocks))
            for depth in ElasticResNeXt.arch_settings
@@ -162,9 +157,18 @@ def add_arguments(parser):
         'from plain ResNeXt')
 
 
+CONVERTER = Converter(
+    layout='ELASTIC release ResNeXt (conv1..3 and conv1_d..3_d halves)',
+    description=__doc__,
+    target_cfg=target_cfg,
+    equivalence=equivalence,
+    make_rule=make_rule,
+    add_arguments=add_arguments)
+
+
 def main(argv=None):
-    return converter_main(globals(), argv)
+    return CONVERTER.main(argv)
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -45,24 +45,19 @@ tensors; ``--zero-masked-blocks`` drops those kernels instead (reported;
 msdet configs that dilate stages (``dilations``, e.g. DeepLab) scale every
 rate; the release has no such setting, so equality holds for dilations 1.
 """
-import os.path as osp
 import re
-import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
-from msdet.models.backbones import PSResNet  # noqa: E402
-from msdet.models.converters import (ConversionError,  # noqa: E402
-                                     converter_main, infer_resnet_cfg)
+from msdet.models.backbones import PSResNet
+from msdet.models.converters import (ConversionError, Converter,
+                                     infer_resnet_cfg)
+from msdet.utils.cli import run_tool
 
 PARTS = 4
 #: Rate of the release's kernels [out part j, in part (j + o) % 4], by o:
 #: gwconv (2), conv (1), gwconv_shift (4), conv (1).
 RELEASE_RATES = (2, 1, 4, 1)
-LAYOUT = 'PSConv release (conv2.gwconv / gwconv_shift / conv)'
 
 
 def rate_shift(pattern):
@@ -203,9 +198,18 @@ def add_arguments(parser):
         'the result is then an approximation')
 
 
+CONVERTER = Converter(
+    layout='PSConv release (conv2.gwconv / gwconv_shift / conv)',
+    description=__doc__,
+    target_cfg=target_cfg,
+    equivalence=equivalence,
+    make_rule=make_rule,
+    add_arguments=add_arguments)
+
+
 def main(argv=None):
-    return converter_main(globals(), argv)
+    return CONVERTER.main(argv)
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -15,18 +15,11 @@ Exact at factor 1.0: with all factors 1.0 the backbone computes the source
 ResNet's features; other configurations start from the same BN and need
 super-network training (their private BNs then diverge).
 """
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
-from msdet.models.backbones.resizable_resnet import (  # noqa: E402
-    DEFAULT_FACTORS, ResizableResNet)
-from msdet.models.converters import (ConversionError,  # noqa: E402
-                                     converter_main, infer_resnet_cfg)
-
-LAYOUT = 'torchvision ResNet-50/101 (ImageNet classifier)'
+from msdet.models.backbones.resizable_resnet import (DEFAULT_FACTORS,
+                                                     ResizableResNet)
+from msdet.models.converters import (ConversionError, Converter,
+                                     infer_resnet_cfg)
+from msdet.utils.cli import run_tool
 
 
 def add_arguments(parser):
@@ -62,9 +55,18 @@ def equivalence(args, src):
         'configurations need super-network training.'))
 
 
+CONVERTER = Converter(
+    layout='torchvision ResNet-50/101 (ImageNet classifier)',
+    description=__doc__,
+    target_cfg=target_cfg,
+    equivalence=equivalence,
+    make_rule=make_rule,
+    add_arguments=add_arguments)
+
+
 def main(argv=None):
-    return converter_main(globals(), argv)
+    return CONVERTER.main(argv)
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -43,18 +43,13 @@ they differ by design (``ScaleNet`` / ``ScaleAggregation`` docstrings):
 """
 import os.path as osp
 import re
-import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
-from msdet.models.backbones import ScaleNet  # noqa: E402
-from msdet.models.converters import (converter_main, infer_depth,  # noqa: E402
-                                     source_shape)
+from msdet.models.backbones import ScaleNet
+from msdet.models.converters import Converter, infer_depth, source_shape
+from msdet.utils.cli import run_tool
 
-LAYOUT = 'ScaleNet release (conv2.{i} / bn2.{i} per scale)'
 _SA_RE = re.compile(r'^(layer\d+\.\d+)\.(?:conv2\.branches\.(\d+)\.weight|'
                     r'bn2\.(\w+))$')
 
@@ -107,9 +102,18 @@ def add_arguments(parser):
         '(JSON); default: the published allocation of the depth')
 
 
+CONVERTER = Converter(
+    layout='ScaleNet release (conv2.{i} / bn2.{i} per scale)',
+    description=__doc__,
+    target_cfg=target_cfg,
+    equivalence=equivalence,
+    make_rule=make_rule,
+    add_arguments=add_arguments)
+
+
 def main(argv=None):
-    return converter_main(globals(), argv)
+    return CONVERTER.main(argv)
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -17,23 +17,14 @@ the source (and from the PSConv paper's ImageNet-trained PS-ResNets):
 fine-tune it. Only with ``ps_cfg=dict(pattern=(1, ))`` (every rate 1, a
 plain conv) does the converted backbone reproduce the source.
 """
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
-from msdet.models.backbones import PSResNet  # noqa: E402
-from msdet.models.converters import (converter_main,  # noqa: E402
-                                     infer_resnet_cfg)
-
-LAYOUT = 'torchvision ResNet/ResNeXt (ImageNet classifier)'
+from msdet.models.backbones import PSResNet
+from msdet.models.converters import Converter, infer_resnet_cfg
+from msdet.utils.cli import run_tool
 
 
 def target_cfg(source, args=None):
     cfg = infer_resnet_cfg(source, PSResNet.arch_settings, 'PSResNet')
     return dict(type='PSResNeXt' if 'groups' in cfg else 'PSResNet', **cfg)
-
 
 
 def equivalence(args, src):
@@ -43,9 +34,16 @@ def equivalence(args, src):
         'only with ps_cfg=dict(pattern=(1, )), a plain conv.)'))
 
 
+CONVERTER = Converter(
+    layout='torchvision ResNet/ResNeXt (ImageNet classifier)',
+    description=__doc__,
+    target_cfg=target_cfg,
+    equivalence=equivalence)
+
+
 def main(argv=None):
-    return converter_main(globals(), argv)
+    return CONVERTER.main(argv)
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -22,18 +22,13 @@ shared BN statistics per width (``msdet.engine.recalibrate_bn``) and train
 slimmably (MutualNet / US-Net pre-training). The target is the default
 shared BN; ``switchable_bn`` configs have other BN keys (``...bns.{k}``).
 """
-import os.path as osp
 import re
-import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-import msdet  # noqa: E402,F401  (registers msdet modules, torch.load fix)
-from msdet.models.backbones import SlimmableVGG  # noqa: E402
-from msdet.models.converters import (CLASSIFIER, ConversionError,  # noqa: E402
-                                     converter_main, source_shape)
+from msdet.models.backbones import SlimmableVGG
+from msdet.models.converters import (CLASSIFIER, ConversionError, Converter,
+                                     source_shape)
+from msdet.utils.cli import run_tool
 
-LAYOUT = 'torchvision VGG-BN (ImageNet classifier)'
 DROP = {'classifier.': CLASSIFIER['fc.']}
 _WEIGHT_RE = re.compile(r'^features\.(\d+)\.weight$')
 
@@ -68,7 +63,6 @@ def target_cfg(source, args=None):
     return cfg
 
 
-
 def equivalence(args, src):
     return dict(kind='conditional', statement=(
         "at width 1.0 the backbone computes the source's features exactly "
@@ -76,9 +70,17 @@ def equivalence(args, src):
         '(msdet.engine.recalibrate_bn) and slimmable training.'))
 
 
+CONVERTER = Converter(
+    layout='torchvision VGG-BN (ImageNet classifier)',
+    description=__doc__,
+    target_cfg=target_cfg,
+    equivalence=equivalence,
+    drop=DROP)
+
+
 def main(argv=None):
-    return converter_main(globals(), argv)
+    return CONVERTER.main(argv)
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

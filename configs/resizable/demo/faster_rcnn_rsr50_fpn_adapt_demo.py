@@ -1,9 +1,9 @@
 # Resizable-Adapt (paper 3.5, 4.4) on the CPU demo super-network
-# (../faster_rcnn_rsr50_fpn_demo.py, embedded synthetic COCO data); the
+# (./faster_rcnn_rsr50_fpn_demo.py, embedded synthetic COCO data); the
 # commands and numbers are in model_zoo.md ("Resizable-Adapt"):
 #   python tools/make_coco_demo.py data/coco_demo
-#   python tools/train.py configs/resizable/faster_rcnn_rsr50_fpn_demo.py
-#   python tools/analysis/resizable_nas.py configs/resizable/faster_rcnn_rsr50_fpn_demo.py \
+#   python tools/train.py configs/resizable/demo/faster_rcnn_rsr50_fpn_demo.py
+#   python tools/analysis/resizable_nas.py configs/resizable/demo/faster_rcnn_rsr50_fpn_demo.py \
 #       SUPERNET_CKPT --configurations ... --work-dir work_dirs/adapt_demo/nas
 #   python tools/analysis/resizable_adapt_targets.py THIS_CONFIG SUPERNET_CKPT \
 #       --lookup-table work_dirs/adapt_demo/nas/lookup_table.json \
@@ -15,7 +15,7 @@
 # super-network; as candidates the 14 configurations of the demo lookup table
 # (factors {0.5, 0.75, 1.0}, cheapest first, as the targets tool orders
 # them); a 64-wide learner; 20 epochs of the 160 training images (batch 8).
-_base_ = '../faster_rcnn_rsr50_fpn_demo.py'
+_base_ = './faster_rcnn_rsr50_fpn_demo.py'
 
 model = dict(
     _delete_=True,

@@ -1,5 +1,9 @@
-# Faster R-CNN, PS-ResNet-50 + FPN, 1x (PSConv paper 4.3, appendix table 8).
-_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+# Cascade Mask R-CNN, PS-ResNet-50 + FPN, 1x (PSConv paper 4.3, tables 7-8).
+_base_ = [
+    'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
+    '../_base_/datasets/coco_instance.py',
+    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
+]
 custom_imports = dict(imports=['msdet'], allow_failed_imports=False)
 
 model = dict(

@@ -1,12 +1,13 @@
 # DeepLabv3, ScaleNet-50 (Li et al., CVPR 2019), OS16, VOC 2012 aug.
-# Not in the ELASTIC paper: ScaleNet under the same DeepLabv3 recipe (see the
-# ex50 config), for comparison with table 5. Differences:
+# Not in the ELASTIC paper: ScaleNet under the same DeepLabv3 recipe
+# (../elastic/deeplabv3_ex50_32x4d_os16_voc12aug.py), for comparison with
+# ELASTIC table 5. Differences:
 # - weight decay 1e-4 (ELASTIC 4.3 uses 5e-4 for ResNeXt, 1e-4 for ResNets).
 # - no multi-grid: ScaleNet has no multi_grid argument; its last stage runs
 #   at dilation 2 (every 3x3 conv of its SA blocks dilated, pooling factors
 #   unchanged, see msdet/ops/scale_aggregation.py), and its scales already
 #   aggregate context at 1/2, 1/4 and 1/7 resolution.
-_base_ = './deeplabv3_ex50_32x4d_os16_voc12aug.py'
+_base_ = '../elastic/deeplabv3_ex50_32x4d_os16_voc12aug.py'
 
 model = dict(
     backbone=dict(

@@ -1,5 +1,9 @@
-# Cascade Mask R-CNN with PS-ResNet-50 + FPN, 1x (PSConv paper 4.3, tables 7-8).
-_base_ = 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py'
+# Cascade R-CNN with PS-ResNet-50 + FPN, 1x (PSConv paper 4.3, tables 7-8).
+_base_ = [
+    'mmdet::_base_/models/cascade-rcnn_r50_fpn.py',
+    '../_base_/datasets/coco_detection.py',
+    '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
+]
 custom_imports = dict(imports=['msdet'], allow_failed_imports=False)
 
 model = dict(

@@ -1,12 +1,13 @@
 # DeepLabv3, PS-ResNet-50 (PSConv, Li et al. ECCV 2020), OS16, VOC 2012 aug.
 # Not in the ELASTIC paper: a PSConv backbone under the same DeepLabv3 recipe
-# (see the ex50 config), for comparison with table 5. Differences:
+# (../elastic/deeplabv3_ex50_32x4d_os16_voc12aug.py), for comparison with
+# ELASTIC table 5. Differences:
 # - weight decay 1e-4: ELASTIC 4.3 uses 5e-4 for ResNeXt, 1e-4 for ResNets.
 # - no multi-grid: PSResNet has no multi_grid argument. Its last stage runs
 #   at dilation 2, where every PSConv already mixes the rates 2 * (1, 2, 1,
 #   4) = {2, 4, 8} across its channels, the rates multi-grid (1, 2, 4) would
 #   give the three blocks.
-_base_ = './deeplabv3_ex50_32x4d_os16_voc12aug.py'
+_base_ = '../elastic/deeplabv3_ex50_32x4d_os16_voc12aug.py'
 
 model = dict(
     backbone=dict(

@@ -7,8 +7,9 @@
 # conv5_3 at stride 32, the full-width sub-network (width 1.0; use
 # msdet.ops.set_subnet / the scale-sweep tool for other widths), plain BN
 # (SlimmableVGG's shared BN is recalibrated per width, MutualNet 3.1, and
-# does not support SyncBN). Otherwise the ex50 config's recipe.
-_base_ = './deeplabv3_ex50_32x4d_os16_voc12aug.py'
+# does not support SyncBN). Otherwise the recipe of
+# ../elastic/deeplabv3_ex50_32x4d_os16_voc12aug.py.
+_base_ = '../elastic/deeplabv3_ex50_32x4d_os16_voc12aug.py'
 
 model = dict(
     backbone=dict(

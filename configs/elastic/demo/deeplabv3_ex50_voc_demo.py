@@ -1,7 +1,7 @@
-# DeepLabv3 + Elastic-ResNeXt-50 (configs/deeplabv3/deeplabv3_ex50_32x4d_os16_
-# voc12aug.py) scaled down to train from scratch on a 2-core CPU in minutes,
-# on the embedded VOC-format dataset (python tools/make_voc_demo.py
-# data/voc_demo). What differs from the paper config, and why:
+# DeepLabv3 + Elastic-ResNeXt-50 (../deeplabv3_ex50_32x4d_os16_voc12aug.py)
+# scaled down to train from scratch on a 2-core CPU in minutes, on the
+# embedded VOC-format dataset (python tools/make_voc_demo.py data/voc_demo).
+# What differs from the paper config, and why:
 # - Elastic-ResNeXt-50 at 1/4 width: 8 groups x 4 (base_channels=16), same
 #   (6, 8, 5, 3) Elastic layout, OS16 and multi-grid; plain BN (one process),
 #   no pretrained weights.
