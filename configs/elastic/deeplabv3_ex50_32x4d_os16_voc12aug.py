@@ -116,4 +116,12 @@ param_scheduler = [
 ]
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=5000))
+# msdet's runtime components (as configs/_base_/default_runtime.py for COCO):
+# atomic checkpoint files, a checkpoint that does not fit refused up front,
+# every rank's RNG states in checkpoints, DDP that also runs without CUDA.
+default_hooks = dict(
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False,
+                    interval=5000),
+    checkpoint_fit=dict(type='CheckpointFitHook'),
+    rng_state=dict(type='RNGStateHook'))
+model_wrapper_cfg = dict(type='CPUCompatibleDDP')

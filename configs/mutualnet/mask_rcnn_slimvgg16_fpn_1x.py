@@ -77,3 +77,6 @@ test_pipeline = [
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# the sub-networks of an iteration train in msdet's loop (SubnetSwitchHook
+# samples them)
+train_cfg = dict(type='SubnetEpochBasedTrainLoop')

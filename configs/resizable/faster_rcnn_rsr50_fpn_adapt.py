@@ -20,7 +20,7 @@
 # 2.0, 1.1 GFLOPs at 224 px); step 3 writes the real list.
 # Learner schedule (not in the paper): AdamW 1e-3 for 16 images, 4 epochs,
 # x0.1 at epoch 3; only the learner trains (the super-network is frozen,
-# eval-mode BN), so no SubnetSwitchHook.
+# eval-mode BN): mmengine's plain epoch loop, no SubnetSwitchHook.
 _base_ = './faster_rcnn_rsr50_fpn_1x.py'
 
 model = dict(
@@ -41,9 +41,11 @@ model = dict(
             dict(resize1=0.5, resize2=1.0, resize3=1.0, resize4=0.75),
         ]))
 
+# plain training: only the learner, one forward per batch (no sub-network
+# sampling, no unused parameters: the frozen super-network has no gradients)
 custom_hooks = []
-find_unused_parameters = False
-train_cfg = dict(max_epochs=4, val_interval=4)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=4, val_interval=4)
+model_wrapper_cfg = dict(find_unused_parameters=False)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',

@@ -47,4 +47,7 @@ custom_hooks = [
         sampler=dict(type='FairSpatialSampler', switch_at=None),
         calib_images=2000)
 ]
-find_unused_parameters = True
+# the sub-networks of an iteration train in msdet's loop (SubnetSwitchHook
+# samples them)
+train_cfg = dict(type='SubnetEpochBasedTrainLoop')
+model_wrapper_cfg = dict(type='CPUCompatibleDDP', find_unused_parameters=True)

@@ -3,3 +3,8 @@
 # (the CPU demos through coco_demo_detection.py), so a dataset setting they
 # all share is written here once.
 _base_ = 'mmdet::_base_/datasets/coco_detection.py'
+
+# mmdet's CocoDataset with the annotation file validated when it is built.
+train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+test_dataloader = val_dataloader

@@ -50,3 +50,6 @@ custom_hooks = [
             mode='mutualnet'),
         calib_images=40)
 ]
+# the sub-networks of an iteration train in msdet's loop (SubnetSwitchHook
+# samples them)
+train_cfg = dict(type='SubnetEpochBasedTrainLoop')

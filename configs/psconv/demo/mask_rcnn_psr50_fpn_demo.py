@@ -19,6 +19,4 @@ custom_imports = dict(imports=['msdet'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(type='PSResNet', ps_cfg=dict(pattern=(1, 2, 1, 4))))
-# RNG states in checkpoints: a resumed run continues exactly
-custom_hooks = [dict(type='RNGStateHook')]
 randomness = dict(seed=0)

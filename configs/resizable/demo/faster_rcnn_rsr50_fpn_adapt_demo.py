@@ -45,10 +45,13 @@ model = dict(
             dict(resize1=1.0, resize2=1.0, resize3=1.0, resize4=1.0),
         ]))
 
+# plain training of the learner alone (no sub-network sampling)
 custom_hooks = []
 max_epochs = 20
 train_dataloader = dict(batch_size=8)
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
+                 val_interval=max_epochs)
+model_wrapper_cfg = dict(find_unused_parameters=False)
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',

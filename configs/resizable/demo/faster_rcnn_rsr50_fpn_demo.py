@@ -36,4 +36,6 @@ custom_hooks = [
         calib_images=40)
 ]
 randomness = dict(seed=0)
-find_unused_parameters = False
+# the sub-networks of an iteration train in msdet's loop (SubnetSwitchHook
+# samples them)
+train_cfg = dict(type='SubnetEpochBasedTrainLoop')
