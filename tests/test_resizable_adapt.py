@@ -19,7 +19,7 @@ from pycocotools.cocoeval import COCOeval
 from msdet.analysis.resizable import best_candidates, coco_detections
 from msdet.datasets.synthetic_coco import make_coco_dataset
 from msdet.evaluation.complexity import model_gflops
-from msdet.models import ResizableAdaptDetector, ResizeLearner
+from msdet.models import ResizeLearner
 from msdet.models.detectors.resizable_adapt import read_targets
 from msdet.ops import set_subnet
 from msdet.ops.feature_resize import resized_size
@@ -122,6 +122,9 @@ def test_wrapper_reads_channels_and_probe_from_the_backbone():
     assert not any(p.requires_grad for p in model.detector.parameters())
     model.train()
     assert model.learner.training and not model.detector.training
+    with pytest.raises(ValueError, match=r"learner \['in_channels'\] follow "
+                       r'from the backbone'):
+        adapt_model(in_channels=64)
 
 
 @pytest.mark.parametrize('configurations,match', [
@@ -243,7 +246,8 @@ def image_loader(root, split_cfg, pipeline_cfg):
     """Batches of one image of a config's dataset through a pipeline."""
     from mmengine.runner import Runner
     return Runner.build_dataloader(dict(
-        dataset=dict(split_cfg.dataset, pipeline=pipeline_cfg.dataset.pipeline),
+        dataset=dict(split_cfg.dataset,
+                     pipeline=pipeline_cfg.dataset.pipeline),
         batch_size=1, num_workers=0,
         sampler=dict(type='DefaultSampler', shuffle=False)))
 

@@ -1,18 +1,22 @@
 # Resizable-Adapt (Resizable paper 3.5; 4.4, fig. 3d) for Faster R-CNN + FPN
 # on COCO: a ResizeLearner routes every image to one spatial configuration
 # of the trained, frozen super-network of faster_rcnn_rsr50_fpn_1x.py.
-# 1. super-network: python tools/train.py configs/resizable/faster_rcnn_rsr50_fpn_1x.py
-# 2. lookup table:  python tools/analysis/resizable_nas.py \
-#        configs/resizable/faster_rcnn_rsr50_fpn_1x.py \
-#        work_dirs/faster_rcnn_rsr50_fpn_1x/epoch_12.pth [--configurations ...]
+# 1. super-network (SUPERNET: work_dirs/faster_rcnn_rsr50_fpn_1x/epoch_12.pth)
+#    python tools/train.py configs/resizable/faster_rcnn_rsr50_fpn_1x.py
+# 2. lookup table:
+#    python tools/analysis/resizable_nas.py \
+#        configs/resizable/faster_rcnn_rsr50_fpn_1x.py SUPERNET \
+#        [--configurations ...]
 # 3. targets (paper: 50k random training images, every candidate within the
 #    FLOPs ceiling on each, the best per image):
-#    python tools/analysis/resizable_adapt_targets.py THIS_CONFIG \
-#        work_dirs/faster_rcnn_rsr50_fpn_1x/epoch_12.pth --num-images 50000 \
-#        --lookup-table work_dirs/resizable_nas/lookup_table.json --max-gflops G
-# 4. learner: python tools/train.py work_dirs/resizable_adapt_targets/faster_rcnn_rsr50_fpn_adapt.py
-# 5. report:  python tools/analysis/resizable_adapt_report.py \
-#        work_dirs/resizable_adapt_targets/faster_rcnn_rsr50_fpn_adapt.py \
+#    python tools/analysis/resizable_adapt_targets.py THIS_CONFIG SUPERNET \
+#        --lookup-table work_dirs/resizable_nas/lookup_table.json \
+#        --max-gflops G --num-images 50000
+# 4. learner (TARGETS = work_dirs/resizable_adapt_targets):
+#    python tools/train.py TARGETS/faster_rcnn_rsr50_fpn_adapt.py
+# 5. report:
+#    python tools/analysis/resizable_adapt_report.py \
+#        TARGETS/faster_rcnn_rsr50_fpn_adapt.py \
 #        work_dirs/faster_rcnn_rsr50_fpn_adapt/epoch_4.pth
 # The learner reads the last stage (paper), probed at the cheapest
 # configuration; learner.in_stage='stem' reads the stem instead.

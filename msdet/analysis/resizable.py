@@ -131,6 +131,13 @@ def best_candidates(scores, costs, allowed=None):
     return [max(allowed, key=lambda k: key(row, k)) for row in scores]
 
 
+def cheapest_first(candidates, costs):
+    """Candidates and their ``dict(backbone=, model=)`` GFLOPs, sorted by
+    whole-model GFLOPs (stable)."""
+    order = sorted(range(len(candidates)), key=lambda k: costs[k]['model'])
+    return [candidates[k] for k in order], [costs[k] for k in order]
+
+
 @torch.no_grad()
 def run_candidates(detector, loader, candidates, score, keep_outputs=False):
     """Every candidate configuration of ``detector`` on every image of

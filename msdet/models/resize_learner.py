@@ -71,13 +71,6 @@ def check_configuration_list(configurations, name):
     return out
 
 
-def _stage_order(key):
-    """``resize2`` before ``resize10``."""
-    digits = key.lstrip('abcdefghijklmnopqrstuvwxyz_')
-    return (key[:len(key) - len(digits)], int(digits) if digits.isdigit()
-            else -1, key)
-
-
 def same_configuration(a, b):
     """Whether two configurations have the same keys and factors."""
     return set(a) == set(b) and all(
@@ -140,7 +133,8 @@ class ResizeLearner(nn.Module):
         # what the weights are trained for, saved with them (checked on
         # load): one row of factors per candidate, and the probe's factors
         # (zeros: the learner reads the stem)
-        self._keys = sorted(self.configurations[0], key=_stage_order)
+        self._keys = sorted(self.configurations[0],
+                            key=lambda k: (len(k), k))  # resize2 < resize10
         self.register_buffer('candidates', torch.tensor(
             [[c[k] for k in self._keys] for c in self.configurations],
             dtype=torch.float64))
@@ -173,7 +167,7 @@ class ResizeLearner(nn.Module):
 
         out = []
         if candidates.shape != self.candidates.shape or not torch.equal(
-                candidates.double(), self.candidates):
+                candidates.double().cpu(), self.candidates.double().cpu()):
             theirs = ([dict(zip(keys, row)) for row in candidates.tolist()]
                       if candidates.dim() == 2 and
                       candidates.shape[1] == len(keys) else
@@ -181,7 +175,7 @@ class ResizeLearner(nn.Module):
             out.append(f'trained for candidates {theirs}; this model lists '
                        f'{self.configurations}')
         if probe.shape != self.probe_factors.shape or not torch.equal(
-                probe.double(), self.probe_factors):
+                probe.double().cpu(), self.probe_factors.double().cpu()):
             out.append(f'trained {where(probe)}; this model is '
                        f'{where(self.probe_factors)}')
         return '; '.join(out)

@@ -39,6 +39,7 @@ from mmengine.config import ConfigDict
 from pycocotools.coco import COCO
 
 from msdet.analysis.resizable import (ImageAP, best_candidates,
+                                      cheapest_first,
                                       model_space, parse_configurations,
                                       run_candidates)
 from msdet.evaluation.complexity import subnet_gflops
@@ -64,14 +65,19 @@ def parse_args(argv=None):
     p.add_argument('--configurations', nargs='+', metavar='S1,S2,..',
                    help='fixed configurations beyond the candidates')
     p.add_argument('--work-dir', default='work_dirs/resizable_adapt_report')
-    return parse_tool_args(p, argv)
+    args = parse_tool_args(p, argv)
+    if args.launcher != 'none':
+        raise ValueError(f'--launcher {args.launcher}: resizable_adapt_report '
+                         'runs in one process (every candidate on every '
+                         'image).')
+    return args
 
 
 def adaptive_run(config, checkpoint, args, work_dir):
     """Test one Resizable-Adapt model at its config's own test scale, one
     image per batch; returns the runner (its model holds the weights)."""
     check_checkpoint_file(checkpoint)
-    cfg = load_config(config, args.cfg_options, work_dir, args.launcher)
+    cfg = load_config(config, args.cfg_options, work_dir)
     if str(cfg.model.get('type', '')).split('.')[-1] != \
             'ResizableAdaptDetector':
         raise ValueError(f'{config}: the model is {cfg.model.get("type")!r}'
@@ -147,7 +153,8 @@ def summary_table(rows, fixed):
 
 def main(argv=None):
     args = parse_args(argv)
-    models = [(args.config, args.checkpoint)] + [tuple(m) for m in args.compare]
+    models = [(args.config, args.checkpoint)] + [
+        tuple(m) for m in args.compare]
     names = args.names or [osp.splitext(osp.basename(c))[0]
                            for c, _ in models]
     if len(names) != len(models) or len(set(names)) != len(names) or \
@@ -160,8 +167,6 @@ def main(argv=None):
                               osp.join(args.work_dir, name))
         runners.append(runner)
         rows += [record_to_row(name, r) for r in runner.test_loop.records]
-    if runners[0].rank != 0:
-        return rows
     runner = runners[0]
     detector = runner.model.detector
     space = model_space(runner.cfg.model.detector)
@@ -174,6 +179,7 @@ def main(argv=None):
     first = detector.data_preprocessor(next(iter(loader)), False)
     costs = subnet_gflops(detector, first['inputs'][:1],
                           first['data_samples'][:1], candidates)
+    candidates, costs = cheapest_first(candidates, costs)
     run = run_candidates(detector, loader, candidates,
                          ImageAP(COCO(dataset.ann_file), dataset.cat_ids),
                          keep_outputs=True)

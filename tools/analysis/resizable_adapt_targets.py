@@ -50,6 +50,7 @@ from pycocotools.coco import COCO
 from torch.utils.data import Subset
 
 from msdet.analysis.resizable import (ImageAP, best_candidates,
+                                      cheapest_first,
                                       model_space, parse_configurations,
                                       parse_subnet_name, run_candidates)
 from msdet.evaluation.complexity import subnet_gflops
@@ -81,7 +82,12 @@ def parse_args(argv=None):
                    help='training images (default: all)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--work-dir', default='work_dirs/resizable_adapt_targets')
-    return parse_tool_args(p, argv)
+    args = parse_tool_args(p, argv)
+    if args.launcher != 'none':
+        raise ValueError(f'--launcher {args.launcher}: '
+                         'resizable_adapt_targets runs in one process (every '
+                         'candidate on every image).')
+    return args
 
 
 def adapt_model_cfg(cfg):
@@ -180,9 +186,7 @@ def main(argv=None):
                 f"cheapest needs {min(c['model'] for c in costs):.3f}.")
         candidates = [candidates[k] for k in keep]
         costs = [costs[k] for k in keep]
-    order = sorted(range(len(candidates)), key=lambda k: costs[k]['model'])
-    candidates = [candidates[k] for k in order]
-    costs = [costs[k] for k in order]
+    candidates, costs = cheapest_first(candidates, costs)
 
     coco = COCO(dataset.ann_file)
     run = run_candidates(detector, loader, candidates,

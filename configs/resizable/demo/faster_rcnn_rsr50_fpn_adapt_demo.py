@@ -2,15 +2,19 @@
 # (./faster_rcnn_rsr50_fpn_demo.py, embedded synthetic COCO data); the
 # commands and numbers are in model_zoo.md ("Resizable-Adapt"):
 #   python tools/make_coco_demo.py data/coco_demo
-#   python tools/train.py configs/resizable/demo/faster_rcnn_rsr50_fpn_demo.py
-#   python tools/analysis/resizable_nas.py configs/resizable/demo/faster_rcnn_rsr50_fpn_demo.py \
-#       SUPERNET_CKPT --configurations ... --work-dir work_dirs/adapt_demo/nas
-#   python tools/analysis/resizable_adapt_targets.py THIS_CONFIG SUPERNET_CKPT \
+#   python tools/train.py \
+#       configs/resizable/demo/faster_rcnn_rsr50_fpn_demo.py
+#   python tools/analysis/resizable_nas.py \
+#       configs/resizable/demo/faster_rcnn_rsr50_fpn_demo.py SUPERNET \
+#       --configurations ... --work-dir work_dirs/adapt_demo/nas
+#   python tools/analysis/resizable_adapt_targets.py THIS_CONFIG SUPERNET \
 #       --lookup-table work_dirs/adapt_demo/nas/lookup_table.json \
 #       --work-dir work_dirs/adapt_demo/targets
-#   python tools/train.py work_dirs/adapt_demo/targets/faster_rcnn_rsr50_fpn_adapt_demo.py
+#   python tools/train.py \
+#       work_dirs/adapt_demo/targets/faster_rcnn_rsr50_fpn_adapt_demo.py
 #   python tools/analysis/resizable_adapt_report.py \
-#       work_dirs/adapt_demo/targets/faster_rcnn_rsr50_fpn_adapt_demo.py LEARNER_CKPT
+#       work_dirs/adapt_demo/targets/faster_rcnn_rsr50_fpn_adapt_demo.py \
+#       LEARNER_CKPT
 # What differs from ../faster_rcnn_rsr50_fpn_adapt.py: the demo
 # super-network; as candidates the 14 configurations of the demo lookup table
 # (factors {0.5, 0.75, 1.0}, cheapest first, as the targets tool orders

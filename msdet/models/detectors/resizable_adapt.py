@@ -50,7 +50,7 @@ from mmengine.runner.checkpoint import load_checkpoint
 from msdet.evaluation.complexity import model_gflops, subnet_gflops
 from msdet.ops.switchable import is_allowed, set_subnet, subnet_space
 
-from ..resize_learner import (check_configuration_list, same_configuration,
+from ..resize_learner import (check_configuration_list,
                               same_configuration_list)
 
 
@@ -149,30 +149,24 @@ class ResizableAdaptDetector(BaseDetector):
                              'ResizableResNet backbone.')
         learner = dict(learner)
         learner.setdefault('type', 'ResizeLearner')
+        stage = learner.get('in_stage', 'last')
+        given = sorted({'in_channels', 'probe'} & set(learner))
+        if given:
+            raise ValueError(f'{name}: learner {given} follow from the '
+                             'backbone and the stage read; leave them out.')
         last = len(backbone.res_layers) - 1
-        if learner.get('in_stage', 'last') == 'last' and \
-                last not in backbone.out_indices:
+        if stage == 'last' and last not in backbone.out_indices:
             raise ValueError(f'{name}: the learner reads the last stage, '
                              f'but the backbone outputs stages '
                              f'{tuple(backbone.out_indices)}; add {last} to '
                              "out_indices or use in_stage='stem'.")
-        learner['configurations'] = check_configurations(
-            learner.get('configurations', []), space, name)
-        stage = learner.get('in_stage', 'last')
-        derived = dict(
+        learner.update(
+            configurations=check_configurations(
+                learner.get('configurations', []), space, name),
             in_channels=(backbone.stem_channels if stage == 'stem' else
                          backbone.feat_dim),
-            probe={k: min(space[k]) for k in keys}
-            if stage == 'last' else None)
-        for key, value in derived.items():
-            given = learner.get(key, value)
-            if given != value and not (
-                    isinstance(given, dict) and isinstance(value, dict)
-                    and same_configuration(given, value)):
-                raise ValueError(f'{name}: learner {key}={given!r}, but the '
-                                 f'backbone gives {value!r} for in_stage='
-                                 f'{stage!r}; leave it out.')
-            learner[key] = value
+            probe=({k: min(space[k]) for k in keys} if stage == 'last'
+                   else None))
         self.learner = MODELS.build(learner)
         for p in self.detector.parameters():
             p.requires_grad_(False)
