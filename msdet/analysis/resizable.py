@@ -29,6 +29,17 @@ from pycocotools.coco import COCO
 from ..evaluation.scale_metric import coco_stats
 from ..models.backbones.resizable_resnet import check_stage_factors
 from ..ops.switchable import set_subnet
+from ..utils.config import parse_tool_args
+
+
+def one_process_args(parser, argv, tool):
+    """``parse_tool_args`` for a tool that runs every candidate on every
+    image in one process: a ``--launcher`` is refused."""
+    args = parse_tool_args(parser, argv)
+    if args.launcher != 'none':
+        raise ValueError(f'--launcher {args.launcher}: {tool} runs in one '
+                         'process (every candidate on every image).')
+    return args
 
 
 def model_space(detector_cfg):

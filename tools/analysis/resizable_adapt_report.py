@@ -40,7 +40,8 @@ from pycocotools.coco import COCO
 
 from msdet.analysis.resizable import (ImageAP, best_candidates,
                                       cheapest_first,
-                                      model_space, parse_configurations,
+                                      model_space, one_process_args,
+                                      parse_configurations,
                                       run_candidates)
 from msdet.evaluation.complexity import subnet_gflops
 from msdet.evaluation.scale_loop import find_resize, use_scale_sweep
@@ -50,7 +51,7 @@ from msdet.evaluation.scale_report import (plot_adapt_vs_fixed,
 from msdet.models.resize_learner import same_configuration
 from msdet.utils.checkpoint import check_checkpoint_file
 from msdet.utils.cli import run_tool
-from msdet.utils.config import build_runner, load_config, parse_tool_args
+from msdet.utils.config import build_runner, load_config
 from msdet.utils.fileio import atomic_open
 
 
@@ -65,12 +66,7 @@ def parse_args(argv=None):
     p.add_argument('--configurations', nargs='+', metavar='S1,S2,..',
                    help='fixed configurations beyond the candidates')
     p.add_argument('--work-dir', default='work_dirs/resizable_adapt_report')
-    args = parse_tool_args(p, argv)
-    if args.launcher != 'none':
-        raise ValueError(f'--launcher {args.launcher}: resizable_adapt_report '
-                         'runs in one process (every candidate on every '
-                         'image).')
-    return args
+    return one_process_args(p, argv, 'resizable_adapt_report')
 
 
 def adaptive_run(config, checkpoint, args, work_dir):

@@ -51,14 +51,15 @@ from torch.utils.data import Subset
 
 from msdet.analysis.resizable import (ImageAP, best_candidates,
                                       cheapest_first,
-                                      model_space, parse_configurations,
+                                      model_space, one_process_args,
+                                      parse_configurations,
                                       parse_subnet_name, run_candidates)
 from msdet.evaluation.complexity import subnet_gflops
 from msdet.evaluation.scale_report import load_results
 from msdet.models.detectors.resizable_adapt import check_configurations
 from msdet.utils.checkpoint import check_checkpoint_file
 from msdet.utils.cli import run_tool
-from msdet.utils.config import load_config, parse_tool_args
+from msdet.utils.config import load_config
 from msdet.utils.fileio import atomic_open, dump_json
 
 SCORE = ('bbox_AP: per-image COCO box AP@[.5:.95] (maxDets 100, all areas, '
@@ -82,12 +83,7 @@ def parse_args(argv=None):
                    help='training images (default: all)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--work-dir', default='work_dirs/resizable_adapt_targets')
-    args = parse_tool_args(p, argv)
-    if args.launcher != 'none':
-        raise ValueError(f'--launcher {args.launcher}: '
-                         'resizable_adapt_targets runs in one process (every '
-                         'candidate on every image).')
-    return args
+    return one_process_args(p, argv, 'resizable_adapt_targets')
 
 
 def adapt_model_cfg(cfg):
