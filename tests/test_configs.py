@@ -97,7 +97,8 @@ def test_detection_demos_share_dataset_and_schedule(path):
             'data/voc_demo/VOC2012'
         return
     bases = set(base_files(path))
-    mask = cfg.model.type == 'MaskRCNN'
+    detector = cfg.model.get('detector', cfg.model)  # a wrapper's detector
+    mask = detector.type == 'MaskRCNN'
     kind = 'instance' if mask else 'detection'
     assert f'_base_/datasets/coco_demo_{kind}.py' in bases
     assert ('_base_/models/'
@@ -106,7 +107,7 @@ def test_detection_demos_share_dataset_and_schedule(path):
                     '_base_/schedules/cpu_demo_24e.py'}
     assert cfg.train_dataloader.dataset.data_root == 'data/coco_demo/'
     assert cfg.val_evaluator.metric == (['bbox', 'segm'] if mask else 'bbox')
-    assert cfg.model.backbone.init_cfg is None
+    assert detector.backbone.init_cfg is None
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'
     assert cfg.default_hooks.checkpoint.interval == cfg.train_cfg.max_epochs
 
@@ -154,12 +155,13 @@ def test_paper_config_follows_1x_recipe(path):
 def test_config_builds_without_downloads(path):
     cfg = Config.fromfile(path)
     assert '://' not in cfg.pretty_text  # no URL checkpoint anywhere
-    cfg.model.backbone.init_cfg = None
+    detector = cfg.model.get('detector', cfg.model)  # a wrapper's detector
+    detector.backbone.init_cfg = None
     scope = cfg.get('default_scope', 'mmdet')  # mmseg: DeepLabv3
     MODELS = importlib.import_module(f'{scope}.registry').MODELS
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(cfg.model)
-    assert type(model.backbone).__name__ == cfg.model.backbone.type
+    assert type(model.backbone).__name__ == detector.backbone.type
     if 'psx101' in path:
         assert model.backbone.layer3[0].conv2.groups == 32
 

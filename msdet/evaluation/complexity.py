@@ -2,6 +2,8 @@
 import torch
 from mmengine.analysis import FlopAnalyzer
 
+from ..ops.switchable import set_subnet
+
 
 def _count(module, inputs):
     analyzer = FlopAnalyzer(module, inputs)
@@ -23,6 +25,18 @@ def model_gflops(model, inputs, data_samples):
     with torch.no_grad():
         flops = _count(_TensorForward(model, data_samples), (inputs, ))
     return flops / inputs.shape[0] / 1e9
+
+
+def subnet_gflops(model, inputs, data_samples, subnets):
+    """Per sub-network (settings for ``set_subnet``), ``dict(backbone=,
+    model=)``: GFLOPs per image of the backbone and of the whole model,
+    switched to it. The model is left at the last one."""
+    out = []
+    for settings in subnets:
+        set_subnet(model, **settings)
+        out.append(dict(backbone=backbone_gflops(model.backbone, inputs),
+                        model=model_gflops(model, inputs, data_samples)))
+    return out
 
 
 class _TensorForward(torch.nn.Module):

@@ -10,6 +10,7 @@ from mmengine.runner import TestLoop, autocast
 from ..engine.bn_calibration import recalibrate_bn
 from ..ops.switchable import is_allowed, set_subnet, subnet_space, unwrap_model
 from .complexity import backbone_gflops, model_gflops
+from .scale_report import subnet_name
 
 DEFAULT_SCALES = (240, 360, 480, 600, 800)
 
@@ -35,6 +36,18 @@ def find_resize(pipeline):
     return resizes[0]
 
 
+def use_scale_sweep(cfg, **loop_args):
+    """Make ``cfg`` test with ``ScaleSweepTestLoop(**loop_args)`` and
+    ``ScaleAwareCocoMetric`` in place of mmdet's ``CocoMetric`` (the same
+    numbers plus the resized buckets). Returns ``cfg``."""
+    cfg.test_cfg = dict(type='ScaleSweepTestLoop', **loop_args)
+    evaluator = cfg.test_evaluator
+    for metric in (evaluator if isinstance(evaluator, list) else [evaluator]):
+        if metric.type.split('.')[-1] == 'CocoMetric':
+            metric.type = 'ScaleAwareCocoMetric'
+    return cfg
+
+
 @LOOPS.register_module()
 class ScaleSweepTestLoop(TestLoop):
     """Test once per (sub-network, test scale) setting; one pass each.
@@ -52,6 +65,15 @@ class ScaleSweepTestLoop(TestLoop):
     depend on the number of processes. Results:
     ``self.records`` (one dict per setting) and the returned metrics, keyed
     ``{setting}_s{short}/<metric>``, e.g. ``width0.5_s600/coco/bbox_mAP``.
+
+    A model that routes every image to one of its sub-networks (e.g.
+    ``ResizableAdaptDetector``: ``configurations``, ``routing_gflops``,
+    each prediction's ``metainfo['subnet_choice']``) is counted at what it
+    spends (its records are named ``adaptive``): ``choices`` records the
+    fraction of images that went to each configuration, and the GFLOPs are
+    the routing cost (``gflops_routing``) plus every configuration's GFLOPs
+    (on the first test image) weighted by its fraction, i.e. the mean
+    per-image GFLOPs.
 
     Args:
         scales (Sequence[int]): test short sides. Default 240 ... 800.
@@ -83,6 +105,7 @@ class ScaleSweepTestLoop(TestLoop):
         self.count_flops = count_flops
         super().__init__(runner, dataloader, evaluator, fp16)
         self.records = []
+        self._choices = None
 
     @staticmethod
     def _check_subnets(model, widths, subnets):
@@ -165,6 +188,9 @@ class ScaleSweepTestLoop(TestLoop):
 
     def _run_setting(self, core):
         self._model_time, self._images, out = 0.0, 0, {}
+        routed = hasattr(core, 'routing_gflops')
+        self._choices = (torch.zeros(len(core.configurations),
+                                     dtype=torch.float64) if routed else None)
         for idx, data_batch in enumerate(self.dataloader):
             if idx == 0 and self.count_flops:
                 out.update(self._gflops(core, data_batch))
@@ -174,16 +200,37 @@ class ScaleSweepTestLoop(TestLoop):
                               dtype=torch.float64)
         all_reduce(totals)  # this rank's alone without DDP
         out['latency_ms'] = 1000 * totals[0].item() / totals[1].item()
+        if routed:
+            out.update(self._spent(core, out.pop('routing', None)))
+        return out
+
+    def _spent(self, core, costs):
+        """Choice fractions and, with ``costs``, the mean GFLOPs spent."""
+        counts = self._choices.clone()
+        all_reduce(counts)
+        fractions = (counts / counts.sum().clamp(min=1)).tolist()
+        out = dict(name='adaptive', choices={
+            subnet_name(c): f for c, f in zip(core.configurations,
+                                              fractions)})
+        if costs is not None:
+            out['gflops_routing'] = costs['routing']
+            for part in ('backbone', 'model'):
+                out[f'gflops_{part}'] = costs['routing'] + sum(
+                    f * c[part] for f, c in zip(fractions,
+                                                costs['candidates']))
         return out
 
     @torch.no_grad()
     def _gflops(self, core, data_batch):
         data = core.data_preprocessor(data_batch, False)
         inputs, samples = data['inputs'][:1], data['data_samples'][:1]
-        return dict(
-            input_shape=list(inputs.shape[-2:]),
-            gflops_backbone=backbone_gflops(core.backbone, inputs),
-            gflops_model=model_gflops(core, inputs, samples))
+        out = dict(input_shape=list(inputs.shape[-2:]))
+        if self._choices is not None:
+            out['routing'] = core.routing_gflops(inputs, samples)
+        else:
+            out.update(gflops_backbone=backbone_gflops(core.backbone, inputs),
+                       gflops_model=model_gflops(core, inputs, samples))
+        return out
 
     @torch.no_grad()
     def run_iter(self, idx, data_batch):
@@ -196,6 +243,9 @@ class ScaleSweepTestLoop(TestLoop):
         _sync()
         self._model_time += time.perf_counter() - start
         self._images += len(data_batch['inputs'])
+        if self._choices is not None:
+            for sample in outputs:
+                self._choices[sample.metainfo['subnet_choice']] += 1
         self.evaluator.process(data_samples=outputs, data_batch=data_batch)
         self.runner.call_hook(
             'after_test_iter',

@@ -2,10 +2,13 @@
 
 A result is a list of rows, one per (model, sub-network, test scale); each
 row is flat: ``model``, ``subnet`` (e.g. "width=0.5", "" for the model as
-built), ``width``, ``short_side``, ``gflops_backbone``,
-``gflops_model``, ``latency_ms``, ``bbox_AP`` ... ``segm_AP_L``,
-``bbox_AP_S_resized`` ..., ``gt_small`` ... Missing values (no ground truth
-in a bucket, a task the model lacks) are ``None`` and read "n/a".
+built, "adaptive" for a model routing each image to a sub-network),
+``width``, ``short_side``, ``gflops_backbone``, ``gflops_model`` (for a
+routing model the mean per image spent, routing included),
+``gflops_routing``, ``choices`` (fraction of images per sub-network),
+``latency_ms``, ``bbox_AP`` ... ``segm_AP_L``, ``bbox_AP_S_resized`` ...,
+``gt_small`` ... Missing values (no ground truth in a bucket, a task the
+model lacks, a fixed model's routing) are ``None`` and read "n/a".
 """
 import csv
 import io
@@ -21,16 +24,23 @@ TASKS = ('bbox', 'segm')
 SIZE_KEYS = ('AP_S', 'AP_M', 'AP_L')
 
 
+def subnet_name(settings):
+    """``"resize1=0.5, resize2=1.0"``: a sub-network's settings as text."""
+    return ', '.join(f'{k}={v}' for k, v in (settings or {}).items())
+
+
 def record_to_row(model, record):
     """Flatten one ``ScaleSweepTestLoop`` record into a result row."""
     m = record['metrics']
     subnet = record['subnet'] or {}
     row = dict(model=model, width=subnet.get('width'),
-               subnet=', '.join(f'{k}={v}' for k, v in subnet.items()),
+               subnet=record.get('name') or subnet_name(subnet),
                short_side=record['short_side'], scale=record['scale'],
                input_shape=record.get('input_shape'),
                gflops_backbone=record.get('gflops_backbone'),
                gflops_model=record.get('gflops_model'),
+               gflops_routing=record.get('gflops_routing'),
+               choices=record.get('choices'),
                latency_ms=record['latency_ms'])
     for task in TASKS:
         for name, key in _MMDET_KEYS.items():
@@ -185,6 +195,52 @@ def plot_ap_vs_flops(rows, path, task='bbox'):
     ax.legend()
     _save(fig, path)
     return ax
+
+
+def plot_adapt_vs_fixed(rows, path, task='bbox'):
+    """Resizable-Adapt next to the fixed configurations and the oracle (the
+    paper's fig. 3d): AP against whole-model (left) and backbone (right)
+    GFLOPs per image. Rows of model ``fixed``: dots and their Pareto front
+    (the lookup table); ``oracle``: a line over the FLOPs ceilings; any
+    other model: one marker per row (an adaptive model). Returns the axes.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    models = _by_model(rows)
+    colors = ('tab:blue', 'tab:orange', 'tab:red', 'tab:purple',
+              'tab:brown', 'tab:pink', 'tab:olive', 'tab:cyan')
+    for ax, part in zip(axes, ('model', 'backbone')):
+        def points(mrows):
+            return [(r[f'gflops_{part}'], 100 * r[f'{task}_AP'])
+                    for r in mrows if r[f'{task}_AP'] is not None]
+
+        adaptive = 0
+        for name, mrows in models.items():
+            pts = points(mrows)
+            if name == 'fixed':
+                front = pareto_front(pts)
+                ax.scatter(*zip(*pts), color='0.6', s=16,
+                           label='fixed configurations')
+                ax.plot(*zip(*front), color='0.3', marker='o',
+                        label='fixed: Pareto front (lookup table)')
+            elif name == 'oracle':
+                ax.plot(*zip(*sorted(pts)), color='tab:green', ls='--',
+                        marker='^', label='oracle (best per image)')
+            else:
+                ax.scatter(*zip(*pts), marker='*', s=180, zorder=3,
+                           color=colors[adaptive % len(colors)],
+                           label=f'Resizable-Adapt: {name}')
+                adaptive += 1
+        ax.set_xlabel(f'GFLOPs per image, {part}'
+                      + (' (adaptive: routing + mean spent)'
+                         if part == 'model' else ' (adaptive: + routing)'))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f'{task} AP')
+    axes[-1].legend(fontsize=8)
+    _save(fig, path)
+    return axes
 
 
 def _save(fig, path):

@@ -38,12 +38,12 @@ import pprint
 
 import msdet  # noqa: F401
 
-from msdet.evaluation.scale_loop import find_resize
-from msdet.evaluation.scale_report import (markdown_table,
-                                           query_best, record_to_row,
+from msdet.analysis.resizable import model_space, parse_configurations
+from msdet.evaluation.scale_loop import find_resize, use_scale_sweep
+from msdet.evaluation.scale_report import (markdown_table, query_best,
+                                           record_to_row, subnet_name,
                                            write_results)
-from msdet.models.backbones.resizable_resnet import (
-    check_stage_factors, enumerate_configurations)
+from msdet.models.backbones.resizable_resnet import enumerate_configurations
 from msdet.utils.config import (build_runner, load_config,
                                  parse_tool_args)
 from msdet.utils.fileio import atomic_open, dump_json
@@ -68,43 +68,6 @@ def parse_args(argv=None):
     p.add_argument('--ft-lr', type=float)
     p.add_argument('--work-dir', default='work_dirs/resizable_nas')
     return parse_tool_args(p, argv)
-
-
-def model_space(cfg):
-    """``{'resize1': [...], ...}`` of the config's ResizableResNet, read
-    from the config (no model built)."""
-    bb = cfg.model.backbone
-    if str(bb.get('type', '')).split('.')[-1] != 'ResizableResNet':
-        raise ValueError(f'resizable_nas: the config\'s backbone is '
-                         f"{bb.get('type')!r}; needs ResizableResNet.")
-    lists = check_stage_factors(bb.get('resize_factors'),
-                                bb.get('num_stages', 4), 'ResizableResNet')
-    return {f'resize{i + 1}': f for i, f in enumerate(lists)}
-
-
-def parse_configurations(texts, space):
-    """``['0.5,1,1,1', ...]`` -> settings dicts, checked against ``space``."""
-    keys = list(space)
-    out = []
-    for text in texts:
-        try:
-            values = [float(v) for v in text.split(',')]
-        except ValueError:
-            values = None
-        if values is None or len(values) != len(keys):
-            raise ValueError(f'configuration {text!r}: give {len(keys)} '
-                             'comma-separated factors, stage 1 first, e.g. '
-                             + ','.join(str(space[k][-1]) for k in keys))
-        for key, value in zip(keys, values):
-            if not any(abs(value - f) < 1e-9 for f in space[key]):
-                raise ValueError(f'configuration {text!r}: {key}={value} is '
-                                 f'not one of {space[key]}.')
-        out.append(dict(zip(keys, values)))
-    return out
-
-
-def subnet_name(settings):
-    return ', '.join(f'{k}={v}' for k, v in settings.items())
 
 
 def finetune_config(args, cfg, settings):
@@ -142,20 +105,15 @@ def main(argv=None):
         raise ValueError(f'--ft-epochs {args.ft_epochs}; allowed: >= 1.')
     cfg = load_config(args.config, args.cfg_options,
                       osp.join(args.work_dir, 'runs'), args.launcher)
-    space = model_space(cfg)
+    space = model_space(cfg.model)
     subnets = (parse_configurations(args.configurations, space)
                if args.configurations else
                list(enumerate_configurations(space)))
     short = args.short_side or min(
         find_resize(cfg.test_dataloader.dataset.pipeline).scale)
     cfg.load_from = args.checkpoint
-    cfg.test_cfg = dict(type='ScaleSweepTestLoop', scales=[short],
-                        subnets=subnets, recalibrate_bn=args.recalibrate_bn,
-                        count_flops=True)
-    evaluator = cfg.test_evaluator
-    for metric in (evaluator if isinstance(evaluator, list) else [evaluator]):
-        if metric.type.split('.')[-1] == 'CocoMetric':
-            metric.type = 'ScaleAwareCocoMetric'
+    use_scale_sweep(cfg, scales=[short], subnets=subnets,
+                    recalibrate_bn=args.recalibrate_bn, count_flops=True)
     runner = build_runner(cfg)
     runner.test()
     if runner.rank != 0:

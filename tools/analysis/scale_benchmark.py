@@ -21,7 +21,8 @@ import os.path as osp
 
 import msdet  # noqa: F401
 
-from msdet.evaluation.scale_loop import DEFAULT_SCALES, check_scales  # noqa
+from msdet.evaluation.scale_loop import (DEFAULT_SCALES, check_scales,
+                                         use_scale_sweep)
 from msdet.evaluation.scale_report import (markdown_table,
                                            plot_ap_vs_flops,
                                            plot_ap_vs_scale, record_to_row,
@@ -67,16 +68,10 @@ def sweep_config(config, checkpoint, args, work_dir):
     recalib = args.recalibrate_bn
     if recalib is None:
         recalib = own.get('recalibrate_bn', 2000 if subnets['widths'] else 0)
-    cfg.test_cfg = dict(type='ScaleSweepTestLoop',
-                        scales=args.scales or own.get('scales',
-                                                      DEFAULT_SCALES),
-                        recalibrate_bn=recalib,
-                        count_flops=not args.no_flops, **subnets)
-    evaluator = cfg.test_evaluator
-    for metric in (evaluator if isinstance(evaluator, list) else [evaluator]):
-        if metric.type.split('.')[-1] == 'CocoMetric':
-            metric.type = 'ScaleAwareCocoMetric'
-    return cfg
+    return use_scale_sweep(cfg, scales=args.scales or own.get('scales',
+                                                              DEFAULT_SCALES),
+                           recalibrate_bn=recalib,
+                           count_flops=not args.no_flops, **subnets)
 
 
 def main(argv=None):

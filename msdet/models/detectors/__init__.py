@@ -1,0 +1,3 @@
+from .resizable_adapt import ResizableAdaptDetector
+
+__all__ = ['ResizableAdaptDetector']
