@@ -270,7 +270,7 @@ def test_config_sweep_settings_are_the_defaults(tmp_path):
     sub-networks and BN recalibration; the command line overrides them."""
     tool = load_tool('analysis/scale_benchmark')
     ckpt = tmp_path / 'x.pth'
-    ckpt.write_bytes(b'')
+    torch.save({'state_dict': {}}, ckpt)
     cfg_path = osp.join(REPO, 'configs/study/resizable/'
                         'mask_rcnn_rsr50_fpn_quarter_ms_super.py')
     own = tool.sweep_config(cfg_path, str(ckpt), tool.parse_args(
