@@ -26,7 +26,7 @@ from msdet.engine import (SandwichSampler, Subnet, SubnetSwitchHook,
 from msdet.engine.subnet_loops import SubnetTrainLoop
 from msdet.models.backbones.slimmable_vgg import SlimmableVGG
 from msdet.ops import (Range, SlimmableBatchNorm2d, SlimmableConv2d,
-                       set_subnet, subnet_space)
+                       SwitchableBatchNorm2d, set_subnet, subnet_space)
 from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -146,6 +146,49 @@ def test_width_w_backbone_is_the_narrow_vgg_with_first_channels():
     for a, b in zip(slim(x), narrow(x)):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def release_channels(channels, width, divisor=8):
+    """Channels of a width-``width`` layer in the released slimmable ops
+    (US-Net / MutualNet ``make_divisible(C * w / ratio) * ratio``, ratio 1),
+    spelt out from their definition: the nearest multiple of the divisor
+    (``int(v + d / 2) // d * d``), at least 1, plus one divisor where that
+    lost more than 10% of ``v``."""
+    v = channels * width / 1
+    n = max(1, int(v + divisor / 2) // divisor * divisor)
+    return n + divisor if n < 0.9 * v else n
+
+
+def test_width_rounding_is_the_releases_for_every_layer_and_width():
+    """Widths 0.01..1.00: every conv of VGG-16 has the release's channel
+    count (e.g. 24 of 64 at 0.28-0.31, where nearest-multiple rounding
+    gives 16), and so does every private BN of ``switchable_bn``."""
+    bb = SlimmableVGG(depth=16, width_range=(0.01, 1.0)).eval()
+    convs = [m for m in bb.modules() if isinstance(m, SlimmableConv2d)]
+    assert [c.out_channels for c in convs] == \
+        [64] * 2 + [128] * 2 + [256] * 3 + [512] * 6
+    seen = []
+    for conv in convs:
+        conv.register_forward_hook(lambda m, i, out: seen.append(out.shape[1]))
+    x = torch.randn(1, 3, 32, 32)
+    mismatches = []
+    for k in range(1, 101):
+        width = k / 100
+        set_subnet(bb, width=width)
+        seen.clear()
+        with torch.no_grad():
+            bb(x)
+        want = [release_channels(c.out_channels, width) for c in convs]
+        if seen != want:
+            mismatches.append((width, seen[:], want))
+    assert not mismatches
+    assert release_channels(64, 0.3) == 24 and release_channels(64, 0.02) == 9
+    widths = [0.03, 0.3, 0.43, 0.56, 1.0]
+    sw = SlimmableVGG(depth=16, width_range=(0.01, 1.0), switchable_bn=widths)
+    for conv, bn in zip(convs, [m for m in sw.modules()
+                                if isinstance(m, SwitchableBatchNorm2d)]):
+        assert [b.num_features for b in bn.bns] == \
+            [release_channels(conv.out_channels, w) for w in widths]
 
 
 def test_backbone_flops_follow_w_squared():

@@ -4,7 +4,8 @@ A sub-network is chosen by *settings* (e.g. ``width=0.5``) applied to every
 :class:`Switchable` module of a model by :func:`set_subnet`; what a model can
 switch is :func:`subnet_space`. Width follows US-Net / MutualNet (MutualNet
 section 3.2, "W_{0:w}"): a sub-network of width ``w`` uses the first
-``make_divisible(w * C)`` channels of every slimmable layer, weights shared.
+``make_divisible(w * C)`` channels of every slimmable layer, weights shared,
+with the channel rounding of the released slimmable ops (US-Net, MutualNet).
 Other users add their own keys: a module declares ``{key: allowed}`` in
 ``switch_space`` and reads the value in ``switch`` (e.g. a Resizable ResNet
 declares one resize factor per stage, and its scale-aware BN is a
@@ -39,16 +40,24 @@ class Range(namedtuple('Range', ['low', 'high'])):
 Allowed = Union[Range, list]
 
 
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """``value`` rounded to the nearest multiple of ``divisor`` (ties up), at
-    least ``divisor``; the channel count of a width-``w`` layer is
-    ``min(C, make_divisible(w * C, divisor))``."""
-    return max(divisor, int(value / divisor + 0.5) * divisor)
+def make_divisible(value: float, divisor: int = 8, min_value: int = 1) -> int:
+    """The channel rounding of the released slimmable ops (US-Net and
+    MutualNet, after TF-slim's MobileNet): ``value`` rounded to the nearest
+    multiple of ``divisor`` (ties up), at least ``min_value`` (1), plus one
+    more ``divisor`` where rounding lost more than 10% of ``value``. So
+    widths may get counts that are not multiples of ``divisor``: 64 channels
+    at width 0.05 (3.2) give 9, at 0.3 (19.2) 24."""
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
 
 
 def active_channels(channels: int, width: float, divisor: int = 8) -> int:
-    """Channels of a ``channels``-wide layer at ``width`` (MutualNet 3.2)."""
-    return min(channels, make_divisible(width * channels, divisor))
+    """Channels of a ``channels``-wide layer at ``width`` (MutualNet 3.2):
+    ``make_divisible(channels * width, divisor)``, at most ``channels``
+    (reached only where ``channels`` is not a multiple of ``divisor``)."""
+    return min(channels, make_divisible(channels * width, divisor))
 
 
 def check_width_range(width_range, name: str) -> Range:
@@ -152,8 +161,8 @@ class SlimmableConv2d(nn.Conv2d, Switchable):
     """Conv whose sub-network of width ``w`` is ``W[:c_out, :c_in]`` (3.2).
 
     ``c_in`` is the channel count of the input (a prefix of ``in_channels``);
-    ``c_out = min(C_out, make_divisible(w * C_out, divisor))`` when
-    ``slim_out``, else ``C_out``. At full width it is exactly ``nn.Conv2d``
+    ``c_out = active_channels(C_out, w, divisor)`` (the release's rounding,
+    ``make_divisible``) when ``slim_out``, else ``C_out``. At full width it is exactly ``nn.Conv2d``
     (same parameters, same output). ``slim_out=False`` gives a conv that only
     accepts narrow inputs, e.g. the FPN lateral convs behind a slimmable
     backbone (``conv_cfg=dict(type='SlimmableConv2d', slim_out=False)``).
@@ -162,7 +171,8 @@ class SlimmableConv2d(nn.Conv2d, Switchable):
     Args:
         slim_out (bool): switch the output width. Default True.
         width_range (tuple): (min, max) widths allowed, 0 < min <= max <= 1.
-        divisor (int): channel counts are multiples of it. Default 8.
+        divisor (int): channel counts are rounded to multiples of it
+            (``make_divisible``). Default 8.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1,
