@@ -535,6 +535,41 @@ def test_recalibrate_keeps_other_private_bns(cfg, data):
                            torch.full_like(bn.running_mean, 7.0))
 
 
+def test_recalibrate_leaves_frozen_bns_alone(cfg, data):
+    """BNs that training keeps fixed keep their statistics: a frozen stage,
+    a BN whose affine does not train, every BN under norm_eval; also when
+    the model is in eval mode at the call (as in the scale sweep)."""
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.frozen_stages = 1
+    det = build(model_cfg)
+    feats = det.backbone.features
+    frozen_bn = feats[1]  # stage 0 (frozen)
+    fixed_bn = feats[8]  # stage 1, its affine frozen by hand
+    live_bn = feats[11]  # stage 1
+    fixed_bn.requires_grad_(False)
+    for bn in (frozen_bn, fixed_bn, live_bn):
+        bn.running_mean.fill_(7.0)
+    det.eval()
+    recalibrate_bn(det, [data], num_images=2)
+    seven = torch.full_like(frozen_bn.running_mean, 7.0)
+    assert torch.equal(frozen_bn.running_mean, seven)
+    assert torch.equal(fixed_bn.running_mean, torch.full_like(
+        fixed_bn.running_mean, 7.0))
+    assert not torch.equal(live_bn.running_mean, torch.full_like(
+        live_bn.running_mean, 7.0))
+    assert not det.training and not live_bn.training  # modes restored
+    det.train()
+    assert not frozen_bn.training and live_bn.training
+
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.update(switchable_bn=[0.25, 1.0], norm_eval=True)
+    det = build(model_cfg).train()
+    before = {k: v.clone() for k, v in det.backbone.state_dict().items()}
+    recalibrate_bn(det, [data], num_images=2)
+    for k, v in det.backbone.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
 # --- training with the hook -------------------------------------------------
 
 @pytest.fixture(scope='module')
