@@ -253,6 +253,41 @@ def test_bad_backbone_args_fail_at_build(kwargs, match):
         SlimmableVGG(**kwargs)
 
 
+def test_sync_bn_is_refused_for_shared_bns_at_build(cfg):
+    """mmengine's sync_bn turns each BN into a full-width SyncBatchNorm:
+    shared width-sliced BNs then fail at narrow widths, private per-width
+    BNs convert correctly. msdet's tools refuse the former before the
+    runner is built."""
+    from mmengine.model.utils import convert_sync_batchnorm
+    from msdet.ops.switchable import check_sync_bn
+    from msdet.utils.config import build_runner
+    x = torch.randn(1, 3, 32, 32)
+    shared = convert_sync_batchnorm(SlimmableVGG(base_channels=8)).eval()
+    set_subnet(shared, width=0.5)
+    with pytest.raises(RuntimeError):
+        shared(x)
+    private = SlimmableVGG(base_channels=8, switchable_bn=[0.5, 1.0]).eval()
+    synced = convert_sync_batchnorm(copy.deepcopy(private)).eval()
+    assert isinstance(synced.features[1].bns[0], nn.SyncBatchNorm)
+    for model in (private, synced):
+        set_subnet(model, width=0.5)
+    with torch.no_grad():
+        for a, b in zip(private(x), synced(x)):
+            torch.testing.assert_close(a, b)
+
+    run_cfg = copy.deepcopy(cfg)
+    run_cfg.merge_from_dict(dict(sync_bn='torch', launcher='pytorch'))
+    with pytest.raises(ValueError, match=r"sync_bn='torch': .* 13 width-"
+                       r'sliced BNs .*backbone.features.1, .*Remove sync_bn'
+                       r'.*switchable_bn=\[w1, w2, ...\]'):
+        build_runner(run_cfg)
+    run_cfg.model.backbone.switchable_bn = [0.25, 1.0]
+    check_sync_bn(run_cfg)  # private BNs: allowed
+    run_cfg.model.backbone.switchable_bn = None
+    run_cfg.launcher = 'none'
+    check_sync_bn(run_cfg)  # not distributed: mmengine converts nothing
+
+
 # --- detector -------------------------------------------------------------
 
 def test_full_width_detector_is_an_ordinary_vgg16_fpn_mask_rcnn(cfg, data):

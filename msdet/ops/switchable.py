@@ -156,6 +156,39 @@ def set_subnet(model: nn.Module, **settings) -> None:
                 m.switch(**mine)
 
 
+def check_sync_bn(cfg) -> None:
+    """Refuse mmengine's ``sync_bn`` for a model with width-sliced BNs.
+
+    In a distributed run (a launcher set) mmengine's runner replaces every
+    BN by a ``SyncBatchNorm`` of its full width (``cfg.sync_bn``), which
+    fails at any narrower width for :class:`SlimmableBatchNorm2d` (BN shared
+    by all widths). Called by msdet's tools before the runner is built; it
+    builds the model once to find such layers, and raises one
+    ``ValueError`` naming them and the alternatives. Private BNs per width
+    (:class:`SwitchableBatchNorm2d`, e.g. ``SlimmableVGG(switchable_bn=
+    [...])``, Resizable's scale-aware BN) hold ordinary BNs, which SyncBN
+    converts correctly: they are not refused.
+    """
+    if cfg.get('sync_bn') is None or cfg.get('launcher', 'none') == 'none':
+        return  # mmengine converts nothing outside a distributed run
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        model = MODELS.build(cfg.model)
+    sliced = [name for name, m in model.named_modules()
+              if isinstance(m, SlimmableBatchNorm2d)]
+    if sliced:
+        raise ValueError(
+            f'sync_bn={cfg.sync_bn!r}: the runner would turn every BN into '
+            'a full-width SyncBatchNorm, but this model has '
+            f'{len(sliced)} width-sliced BNs shared by all widths '
+            f'(SlimmableBatchNorm2d: {", ".join(sliced[:3])}'
+            f'{", ..." if len(sliced) > 3 else ""}), which then fail at '
+            'any narrower width. Remove sync_bn (each process normalises '
+            'with its own batch statistics), or give the backbone private '
+            'BNs per width (SlimmableVGG: switchable_bn=[w1, w2, ...]), '
+            'which SyncBN converts correctly.')
+
+
 @MODELS.register_module('SlimmableConv2d')
 class SlimmableConv2d(nn.Conv2d, Switchable):
     """Conv whose sub-network of width ``w`` is ``W[:c_out, :c_in]`` (3.2).
