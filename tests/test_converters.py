@@ -4,6 +4,7 @@ mmdet's modules, as a small random model; its converted checkpoint, loaded
 by ``init_cfg=dict(type='Pretrained')`` into the msdet backbone, must give
 the same stage outputs (float64, to 1e-5) where the mapping is exact."""
 import json
+import math
 import os
 import os.path as osp
 from functools import partial
@@ -14,7 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 
-from msdet.models.backbones import PSResNet
+from msdet.models.backbones import PSResNet, ScaleNet
+from msdet.models.backbones.scalenet_structure import PUBLISHED
 from msdet.models.converters import (ConversionError, SourceDict,
                                      build_target, convert_state_dict,
                                      infer_depth, load_source, same_key)
@@ -204,16 +206,10 @@ class ReleaseScaleNet(SrcResNet):
         self.fc = nn.Linear(inplanes, classes)
 
 
-#: ScaleNet-50 structure at 1/4 width; zeros in every position. Stage 1 has
-#: no scale-7 branch: at 256 px its 64x64 map would pool to 9x9 and the
-#: release would upsample bilinearly (not a multiple).
-STRUCTURE = [
-    [6, 4, 2, 0, 56], [4, 4, 0, 0, 56], [0, 6, 4, 0, 56],
-    [8, 4, 2, 2, 28], [6, 6, 0, 4, 28], [8, 0, 4, 4, 28], [10, 2, 2, 2, 28],
-    [12, 8, 4, 4, 14], [16, 8, 0, 0, 14], [8, 8, 8, 0, 14],
-    [12, 4, 4, 4, 14], [10, 10, 4, 0, 14], [14, 6, 2, 2, 14],
-    [24, 16, 8, 4, 7], [20, 20, 8, 0, 7], [16, 24, 0, 8, 7],
-]
+#: The published ScaleNet-50 allocation at 1/8 width (channels rounded up,
+#: its zeros kept): the release's layout with its real pooling sizes.
+STRUCTURE = [[math.ceil(c / 8) for c in entry[:-1]] + entry[-1:]
+             for entry in PUBLISHED['scalenet50']]
 
 
 class ReleaseElasticBlock(SrcBottleneck):
@@ -445,9 +441,9 @@ def test_psconv_release_nonzero_masked_blocks(tmp_path):
 # ---------------------------------------------------------------- ScaleNet
 @pytest.fixture(scope='module')
 def scalenet(tmp_path_factory):
-    """A release ScaleNet-50 at 1/4 width, converted with its structure."""
+    """A release ScaleNet-50 at 1/8 width, converted with its structure."""
     tmp = tmp_path_factory.mktemp('scalenet')
-    src = randomize(ReleaseScaleNet(STRUCTURE))
+    src = randomize(ReleaseScaleNet(STRUCTURE, base=8))
     structure = tmp / 'structure.json'
     structure.write_text(json.dumps(STRUCTURE))
     path = save_source(src, tmp / 'release.pth', wrap=None, prefix='module.')
@@ -456,39 +452,95 @@ def scalenet(tmp_path_factory):
     return src, meta, load_pretrained(meta['backbone'], tmp / 'scalenet.pth')
 
 
+#: 224: ImageNet (stage 3 pools 14 -> 3 at scale 4: bilinear); 513: odd
+#: sides (the strided pools round down); 800x1216: a detection input
+#: (bilinear in every stage); 896: every pooled side divides its map
+#: (nearest everywhere).
+SIZES = [(224, 224), (513, 513), (800, 1216), (896, 896)]
+
+
 def test_scalenet_release_converts_exactly(scalenet):
     src, meta, dst = scalenet
     assert meta['backbone']['type'] == 'ScaleNet'
-    assert meta['equivalence']['kind'] == 'conditional'
-    assert set(dst.layer1[2].conv2.branches) == {'1', '2'}  # no 0, 3
-    # 256 px: maps 64, 32, 16, 8; every pooled size divides its map
-    assert_same_outputs(src, dst, torch.randn(2, 3, 256, 256,
-                                              dtype=DTYPE))
+    assert meta['backbone']['resample'] == 'release'
+    assert meta['equivalence']['kind'] == 'exact'
+    assert set(dst.layer1[2].conv2.branches) == {'0', '1', '3'}  # no 2
+    for size in SIZES:
+        assert_same_outputs(src, dst, torch.randn(1, 3, *size, dtype=DTYPE))
 
 
-def test_scalenet_release_differs_only_where_it_upsamples_bilinearly(
+def test_scalenet_paper_upsampling_differs_where_the_release_is_bilinear(
         scalenet):
-    """224 px: stage 3's 14x14 map pools to 3x3 at scale 4, which the
-    release upsamples bilinearly and msdet with nearest (documented)."""
-    src, _, dst = scalenet
-    x = torch.randn(1, 3, 224, 224, dtype=DTYPE)
-    assert_same_outputs(src, dst, x, stages=(0, 1))
-    with torch.no_grad():
-        assert not torch.allclose(src(x)[2], dst(x)[2], atol=1e-3)
+    """The same weights with the paper's nearest upsampling: the release's
+    function only where every pooled side divides its map (896 px); at 224
+    px stages 3-4 differ, at 800x1216 every stage."""
+    src, meta, dst = scalenet
+    cfg = dict(meta['backbone'], resample='nearest', init_cfg=None)
+    paper = MODELS.build(cfg).to(DTYPE)
+    paper.load_state_dict(dst.state_dict())
+    paper.eval()
+    for size, same in (((896, 896), (0, 1, 2, 3)), ((224, 224), (0, 1)),
+                       ((800, 1216), ())):
+        x = torch.randn(1, 3, *size, dtype=DTYPE)
+        with torch.no_grad():
+            for i, (a, b) in enumerate(zip(src(x), paper(x))):
+                if i in same:
+                    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+                else:  # float64: an equal function agrees to ~1e-14
+                    assert (a - b).norm() > 1e-3 * a.norm(), (size, i)
+
+
+def test_scalenet_release_reads_the_published_allocation():
+    """Without --structure the checkpoint's channels per scale name the
+    published allocation (ScaleNet-50-light, -152...)."""
+    tool = load_tool('model_converters/scalenet_release')
+
+    def source(name):
+        blocks = PUBLISHED[name]
+        layers = [n for n, (_, b) in ScaleNet.arch_settings.items()
+                  if sum(b) == len(blocks)]
+        stages = ScaleNet.arch_settings[layers[0]][1]
+        sd, k = {'conv1.weight': torch.empty(64, 0)}, 0
+        for i, n in enumerate(stages):
+            for j in range(n):
+                sd[f'layer{i + 1}.{j}.conv3.weight'] = torch.empty(
+                    256 * 2**i, 0)
+                for b, c in enumerate(blocks[k][:-1]):
+                    if c:
+                        sd[f'layer{i + 1}.{j}.conv2.{b}.weight'] = \
+                            torch.empty(c, 0)
+                k += 1
+        return sd
+
+    args = tool.CONVERTER.parser().parse_args(['a', 'b'])
+    for name, want in (
+            ('scalenet50', {}),
+            ('scalenet50_light', dict(structure='scalenet50_light')),
+            ('scalenet152', {})):
+        cfg = tool.target_cfg(SourceDict(source(name)), args)
+        depth = 152 if '152' in name else 50
+        assert cfg == dict(type='ScaleNet', depth=depth, **want,
+                           resample='release')
+    sd = source('scalenet50')
+    sd['layer3.1.conv2.1.weight'] = torch.empty(3, 0)
+    with pytest.raises(ConversionError, match=r'none of the published '
+                       r'depth-50 allocations \(scalenet50, scalenet50_light'
+                       r'\); .*--structure FILE'):
+        tool.target_cfg(SourceDict(sd), args)
 
 
 def test_scalenet_wrong_structure_names_keys(tmp_path, scalenet):
     src = scalenet[0]
     path = save_source(src, tmp_path / 'release.pth')
     bad = [list(e) for e in STRUCTURE]
-    bad[4][1] = 7  # layer2.1 scale 2: 6 channels in the checkpoint
-    bad[0][3] = 2  # layer1.0 scale 7: absent in the checkpoint
+    bad[4][1] = 7  # layer2.1 scale 2: 5 channels in the checkpoint
+    bad[6][3] = 2  # layer2.3 scale 7: absent in the checkpoint
     (tmp_path / 's.json').write_text(json.dumps(bad))
     with pytest.raises(SystemExit) as err:
         convert('scalenet_release', path, tmp_path / 'out.pth',
                 '--structure', tmp_path / 's.json')
     msg = str(err.value)
-    assert 'layer1.0.conv2.3.weight' in msg  # missing
+    assert 'layer2.3.conv2.3.weight' in msg  # missing
     assert 'layer2.1.conv2.branches.1.weight' in msg  # shape
     assert 'layer2.1.bn2.weight' in msg
     assert not osp.exists(tmp_path / 'out.pth')
