@@ -20,7 +20,7 @@ from msdet.models.backbones.scalenet_structure import PUBLISHED
 from msdet.models.converters import (ConversionError, SourceDict,
                                      build_target, convert_state_dict,
                                      infer_depth, load_source, same_key)
-from msdet.ops import PSConv2d
+from msdet.ops import PSConv2d, set_subnet
 from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -672,6 +672,221 @@ def test_vgg16_bn_bad_sources_are_named():
     assert 'features.1.bias: msdet has shape (8,), the source gives (9,)' \
         in msg
     assert 'classifier' not in msg
+
+
+# ------------------------------------- slimmable VGG (US-Net / MutualNet)
+def release_channels(channels, width):
+    """The released slimmable ops' ``make_divisible(C * w)`` (divisor 8,
+    minimum 1, one more divisor where rounding lost over 10%)."""
+    v = channels * width
+    n = max(1, int(v + 4) // 8 * 8)
+    return n + 8 if n < 0.9 * v else n
+
+
+class ReleaseUSConv2d(nn.Conv2d):
+    """The releases' ``USConv2d`` (ratio 1): at width ``w`` the first
+    ``make_divisible(C * w)`` output channels and as many inputs (all 3 RGB
+    inputs for the first conv)."""
+    width = 1.0
+
+    def __init__(self, c_in, c_out, slim_in=True):
+        super().__init__(c_in, c_out, 3, padding=1)
+        self.slim_in = slim_in
+
+    def forward(self, x):
+        n_in = release_channels(self.in_channels, self.width) \
+            if self.slim_in else self.in_channels
+        n_out = release_channels(self.out_channels, self.width)
+        return F.conv2d(x, self.weight[:n_out, :n_in], self.bias[:n_out],
+                        padding=1)
+
+
+class ReleaseUSBatchNorm2d(nn.BatchNorm2d):
+    """MutualNet's ``USBatchNorm2d``: affine shared by all widths, no
+    statistics of its own; ``bn.{k}`` (no affine) keeps the statistics of
+    the k-th listed width; other widths use batch statistics."""
+    width = 1.0
+
+    def __init__(self, c, widths):
+        super().__init__(c, track_running_stats=False)
+        self.widths = widths
+        self.bn = nn.ModuleList(nn.BatchNorm2d(release_channels(c, w),
+                                               affine=False) for w in widths)
+
+    def forward(self, x):
+        c = release_channels(self.num_features, self.width)
+        mean = var = None
+        if self.width in self.widths:
+            stats = self.bn[self.widths.index(self.width)]
+            mean, var = stats.running_mean[:c], stats.running_var[:c]
+        return F.batch_norm(x, mean, var, self.weight[:c], self.bias[:c],
+                            self.training, self.momentum, self.eps)
+
+
+class ReleaseSwitchableBatchNorm2d(nn.Module):
+    """Slimmable networks' ``SwitchableBatchNorm2d``: one BN per width."""
+    width = 1.0
+
+    def __init__(self, c, widths):
+        super().__init__()
+        self.widths = widths
+        self.bn = nn.ModuleList(nn.BatchNorm2d(release_channels(c, w))
+                                for w in widths)
+
+    def forward(self, x):
+        return self.bn[self.widths.index(self.width)](x)
+
+
+class ReleaseSlimmableVGG(SrcVGG):
+    """torchvision's ``vgg16_bn`` layout built from the releases' slimmable
+    ops (1/4 width); ``set_width`` sets every layer's width."""
+
+    def __init__(self, bn, widths, base=16):
+        nn.Module.__init__(self)
+        layers, c, self.ends = [], 3, []
+        for i, n in enumerate((2, 2, 3, 3, 3)):
+            planes = base * min(2**i, 8)
+            for _ in range(n):
+                layers += [ReleaseUSConv2d(c, planes, slim_in=c != 3),
+                           bn(planes, widths), nn.ReLU()]
+                c = planes
+            layers.append(nn.MaxPool2d(2, 2))
+            self.ends.append(len(layers))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(c, 10))
+
+    def set_width(self, width):
+        for m in self.modules():
+            if hasattr(m, 'width'):
+                m.width = width
+
+
+@torch.no_grad()
+def randomize_slimmable(model):
+    """``randomize`` for the release layouts: random weights, and random
+    affine and statistics in every BN that has them (statistics-only and
+    affine-only BNs included); float64, eval mode."""
+    g = torch.Generator().manual_seed(1)
+    model.to(DTYPE)
+    for p in model.parameters():
+        if p.dim() > 1:
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) *
+                    (2 / p[0].numel())**0.5)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            if m.affine:
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            if m.track_running_stats:
+                m.running_mean.copy_(
+                    torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_var.copy_(
+                    torch.rand(m.num_features, generator=g) + 0.5)
+    return model.eval()
+
+
+def save_release(model, path):
+    """As the releases' train.py saves: DataParallel keys in 'model'."""
+    torch.save({'model': {f'module.{k}': v
+                          for k, v in model.state_dict().items()},
+                'optimizer': {'state': {}, 'param_groups': []},
+                'last_epoch': 99}, path)
+    return path
+
+
+def assert_same_at_widths(src, dst, widths, train=False):
+    x = torch.randn(2, 3, 32, 32, dtype=DTYPE)
+    src.train(train), dst.train(train)
+    for width in widths:
+        src.set_width(width)
+        set_subnet(dst, width=width)
+        with torch.no_grad():
+            a, b = src(x), dst(x)
+        for i, (u, v) in enumerate(zip(a, b)):
+            assert u.shape == v.shape, (width, i)
+            torch.testing.assert_close(v, u, rtol=1e-5, atol=1e-5,
+                                       msg=f'width {width}, stage {i + 2}')
+
+
+#: The release's width_mult_list, in its (unsorted) order.
+WIDTHS = [0.5, 1.0, 0.25, 0.75]
+#: Widths with the release's rounding where nearest-multiple rounding
+#: differs (64 channels at 0.3: 24, not 16; 128 at 0.28: 40, not 32).
+ANY_WIDTHS = [1.0, 0.75, 0.43, 0.3, 0.28, 0.25]
+
+
+def test_usnet_vgg_converts_to_the_shared_bn(tmp_path):
+    src = randomize_slimmable(
+        ReleaseSlimmableVGG(ReleaseUSBatchNorm2d, WIDTHS))
+    assert 'features.1.running_mean' not in src.state_dict()
+    assert 'features.1.bn.3.running_mean' in src.state_dict()
+    path = save_release(src, tmp_path / 'usnet.pt')
+    meta = convert('vgg16_bn', path, tmp_path / 'slimvgg.pth', '--widths',
+                   *WIDTHS)
+    assert meta['backbone'] == dict(type='SlimmableVGG', depth=16,
+                                    base_channels=16)
+    assert meta['equivalence']['kind'] == 'conditional'
+    dropped = [k for k in meta['dropped'] if k.startswith('features.')]
+    assert len(dropped) == 13 * 3 * 3  # 13 BNs x 3 widths x 3 buffers
+    assert not any('.bn.1.' in k for k in dropped)  # width 1.0 kept
+    dst = load_pretrained(meta['backbone'], tmp_path / 'slimvgg.pth')
+    assert_same_at_widths(src, dst, [1.0])  # eval: width 1.0's statistics
+    assert_same_at_widths(src, dst, ANY_WIDTHS, train=True)
+
+
+def test_usnet_vgg_converts_to_private_bns(tmp_path):
+    src = randomize_slimmable(
+        ReleaseSlimmableVGG(ReleaseUSBatchNorm2d, WIDTHS))
+    path = save_release(src, tmp_path / 'usnet.pt')
+    meta = convert('vgg16_bn', path, tmp_path / 'slimvgg.pth', '--widths',
+                   *WIDTHS, '--switchable-bn')
+    assert meta['backbone']['switchable_bn'] == WIDTHS
+    assert meta['equivalence']['kind'] == 'exact'
+    assert meta['dropped'] == ['classifier.0.weight', 'classifier.0.bias']
+    dst = load_pretrained(meta['backbone'], tmp_path / 'slimvgg.pth')
+    assert_same_at_widths(src, dst, WIDTHS)
+    assert_same_at_widths(src, dst, WIDTHS, train=True)
+
+
+def test_slimmable_vgg_converts_bn_for_bn(tmp_path):
+    src = randomize_slimmable(
+        ReleaseSlimmableVGG(ReleaseSwitchableBatchNorm2d, WIDTHS))
+    path = save_release(src, tmp_path / 'slimmable.pt')
+    meta = convert('vgg16_bn', path, tmp_path / 'slimvgg.pth', '--widths',
+                   *WIDTHS)
+    assert meta['backbone']['switchable_bn'] == WIDTHS
+    assert meta['equivalence']['kind'] == 'exact'
+    dst = load_pretrained(meta['backbone'], tmp_path / 'slimvgg.pth')
+    assert_same_at_widths(src, dst, WIDTHS)
+
+
+def test_per_width_layouts_need_their_widths(tmp_path):
+    tool = load_tool('model_converters/vgg16_bn')
+    parse = tool.CONVERTER.parser().parse_args
+    usnet = SourceDict(ReleaseSlimmableVGG(ReleaseUSBatchNorm2d,
+                                           WIDTHS).state_dict())
+    with pytest.raises(ConversionError, match=r'US-Net layout: features.1.'
+                       r'bn.\{0..3\} with \[8, 16, 8, 16\] channels\); give '
+                       r'the 4 widths .* --widths W1'):
+        tool.target_cfg(usnet, parse(['a', 'b']))
+    with pytest.raises(ConversionError, match='4 widths'):
+        tool.target_cfg(usnet, parse(['a', 'b', '--widths', '0.5', '1']))
+    with pytest.raises(ConversionError, match=r'width 1.0, which the source '
+                       r'does not have; convert with --switchable-bn'):
+        tool.target_cfg(usnet, parse(['a', 'b', '--widths', '0.5', '0.9',
+                                      '0.25', '0.75']))
+    with pytest.raises(ConversionError, match='--widths / --switchable-bn '
+                       'are for per-width BN layouts'):
+        tool.target_cfg(SourceDict(SrcVGG().state_dict()),
+                        parse(['a', 'b', '--widths', '1.0']))
+    # widths that do not fit the per-width BNs: shape errors, nothing written
+    path = save_release(ReleaseSlimmableVGG(ReleaseSwitchableBatchNorm2d,
+                                            WIDTHS), tmp_path / 's.pt')
+    with pytest.raises(SystemExit, match=r'features.8.bns.0.weight: msdet '
+                       r'has shape \(8,\), the source gives \(16,\)'):
+        convert('vgg16_bn', path, tmp_path / 'out.pth', '--widths',
+                0.25, 1.0, 0.5, 0.75)
+    assert not osp.exists(tmp_path / 'out.pth')
 
 
 # --------------------------------------------------- reading and reporting
