@@ -23,8 +23,9 @@ class ScaleAggregation(nn.Module):
 
     Scale ``l`` max-pools by ``s_l`` (kernel = stride = ``s_l``, eq. 1),
     convolves to ``C_l`` channels (eq. 2) and resizes back to the input size
-    (eq. 3); the scales are concatenated in order. A scale with ``C_l = 0`` has no layers at all. Normalisation and
-    activation follow in the enclosing block (BN after the upsample).
+    (eq. 3); the scales are concatenated in order. A scale with ``C_l = 0``
+    has no layers at all. Normalisation and activation follow in the
+    enclosing block (BN after the upsample).
 
     Choices where the paper is silent:
 

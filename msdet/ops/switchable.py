@@ -195,10 +195,11 @@ class SlimmableConv2d(nn.Conv2d, Switchable):
 
     ``c_in`` is the channel count of the input (a prefix of ``in_channels``);
     ``c_out = active_channels(C_out, w, divisor)`` (the release's rounding,
-    ``make_divisible``) when ``slim_out``, else ``C_out``. At full width it is exactly ``nn.Conv2d``
-    (same parameters, same output). ``slim_out=False`` gives a conv that only
-    accepts narrow inputs, e.g. the FPN lateral convs behind a slimmable
-    backbone (``conv_cfg=dict(type='SlimmableConv2d', slim_out=False)``).
+    ``make_divisible``) when ``slim_out``, else ``C_out``. At full width it
+    is exactly ``nn.Conv2d`` (same parameters, same output).
+    ``slim_out=False`` gives a conv that only accepts narrow inputs, e.g. the
+    FPN lateral convs behind a slimmable backbone
+    (``conv_cfg=dict(type='SlimmableConv2d', slim_out=False)``).
     Only ``groups=1``.
 
     Args:

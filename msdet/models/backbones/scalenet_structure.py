@@ -120,8 +120,9 @@ def load_structure(spec, depth, stage_blocks, scales=SCALES,
 
     ``spec``: ``None`` (the published allocation for ``depth``), a published
     allocation's name (``PUBLISHED``), a JSON file path, ``dict(seed=C)``
-    (seed network), a structure dict or a list of entries. ``stage_blocks`` is the depth's number of blocks per stage; the
-    structure must cover all of them. Any problem is one error naming it.
+    (seed network), a structure dict or a list of entries. ``stage_blocks``
+    is the depth's number of blocks per stage; the structure must cover all
+    of them. Any problem is one error naming it.
     """
     where = f'ScaleNet(depth={depth}) structure'
     if spec is None:
