@@ -834,30 +834,20 @@ def test_usnet_vgg_converts_to_the_shared_bn(tmp_path):
     assert_same_at_widths(src, dst, ANY_WIDTHS, train=True)
 
 
-def test_usnet_vgg_converts_to_private_bns(tmp_path):
-    src = randomize_slimmable(
-        ReleaseSlimmableVGG(ReleaseUSBatchNorm2d, WIDTHS))
-    path = save_release(src, tmp_path / 'usnet.pt')
+@pytest.mark.parametrize('bn,args', [
+    (ReleaseUSBatchNorm2d, ['--switchable-bn']),  # statistics per width
+    (ReleaseSwitchableBatchNorm2d, [])])  # slimmable networks: BN for BN
+def test_per_width_bns_convert_to_private_bns(tmp_path, bn, args):
+    src = randomize_slimmable(ReleaseSlimmableVGG(bn, WIDTHS))
+    path = save_release(src, tmp_path / 'release.pt')
     meta = convert('vgg16_bn', path, tmp_path / 'slimvgg.pth', '--widths',
-                   *WIDTHS, '--switchable-bn')
+                   *WIDTHS, *args)
     assert meta['backbone']['switchable_bn'] == WIDTHS
     assert meta['equivalence']['kind'] == 'exact'
     assert meta['dropped'] == ['classifier.0.weight', 'classifier.0.bias']
     dst = load_pretrained(meta['backbone'], tmp_path / 'slimvgg.pth')
     assert_same_at_widths(src, dst, WIDTHS)
     assert_same_at_widths(src, dst, WIDTHS, train=True)
-
-
-def test_slimmable_vgg_converts_bn_for_bn(tmp_path):
-    src = randomize_slimmable(
-        ReleaseSlimmableVGG(ReleaseSwitchableBatchNorm2d, WIDTHS))
-    path = save_release(src, tmp_path / 'slimmable.pt')
-    meta = convert('vgg16_bn', path, tmp_path / 'slimvgg.pth', '--widths',
-                   *WIDTHS)
-    assert meta['backbone']['switchable_bn'] == WIDTHS
-    assert meta['equivalence']['kind'] == 'exact'
-    dst = load_pretrained(meta['backbone'], tmp_path / 'slimvgg.pth')
-    assert_same_at_widths(src, dst, WIDTHS)
 
 
 def test_per_width_layouts_need_their_widths(tmp_path):
