@@ -96,8 +96,9 @@ def target_cfg(source, args):
         cfg['base_channels'] = base
     if stem != base:
         cfg['stem_channels'] = stem
-    if args.structure is not None:
-        cfg['structure'] = osp.abspath(args.structure)
+    structure = getattr(args, 'structure', None)
+    if structure is not None:
+        cfg['structure'] = osp.abspath(structure)
     else:
         name = published_structure(source, depth)
         if name != DEFAULT[depth]:
