@@ -4,6 +4,7 @@ mmdet's modules, as a small random model; its converted checkpoint, loaded
 by ``init_cfg=dict(type='Pretrained')`` into the msdet backbone, must give
 the same stage outputs (float64, to 1e-5) where the mapping is exact."""
 import json
+import math
 import os
 import os.path as osp
 from functools import partial
@@ -14,11 +15,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 
-from msdet.models.backbones import PSResNet
+from msdet.models.backbones import PSResNet, ScaleNet
+from msdet.models.backbones.scalenet_structure import PUBLISHED
 from msdet.models.converters import (ConversionError, SourceDict,
                                      build_target, convert_state_dict,
                                      infer_depth, load_source, same_key)
-from msdet.ops import PSConv2d
+from msdet.ops import PSConv2d, set_subnet
 from conftest import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -204,16 +206,10 @@ class ReleaseScaleNet(SrcResNet):
         self.fc = nn.Linear(inplanes, classes)
 
 
-#: ScaleNet-50 structure at 1/4 width; zeros in every position. Stage 1 has
-#: no scale-7 branch: at 256 px its 64x64 map would pool to 9x9 and the
-#: release would upsample bilinearly (not a multiple).
-STRUCTURE = [
-    [6, 4, 2, 0, 56], [4, 4, 0, 0, 56], [0, 6, 4, 0, 56],
-    [8, 4, 2, 2, 28], [6, 6, 0, 4, 28], [8, 0, 4, 4, 28], [10, 2, 2, 2, 28],
-    [12, 8, 4, 4, 14], [16, 8, 0, 0, 14], [8, 8, 8, 0, 14],
-    [12, 4, 4, 4, 14], [10, 10, 4, 0, 14], [14, 6, 2, 2, 14],
-    [24, 16, 8, 4, 7], [20, 20, 8, 0, 7], [16, 24, 0, 8, 7],
-]
+#: The published ScaleNet-50 allocation at 1/8 width (channels rounded up,
+#: its zeros kept): the release's layout with its real pooling sizes.
+STRUCTURE = [[math.ceil(c / 8) for c in entry[:-1]] + entry[-1:]
+             for entry in PUBLISHED['scalenet50']]
 
 
 class ReleaseElasticBlock(SrcBottleneck):
@@ -445,9 +441,9 @@ def test_psconv_release_nonzero_masked_blocks(tmp_path):
 # ---------------------------------------------------------------- ScaleNet
 @pytest.fixture(scope='module')
 def scalenet(tmp_path_factory):
-    """A release ScaleNet-50 at 1/4 width, converted with its structure."""
+    """A release ScaleNet-50 at 1/8 width, converted with its structure."""
     tmp = tmp_path_factory.mktemp('scalenet')
-    src = randomize(ReleaseScaleNet(STRUCTURE))
+    src = randomize(ReleaseScaleNet(STRUCTURE, base=8))
     structure = tmp / 'structure.json'
     structure.write_text(json.dumps(STRUCTURE))
     path = save_source(src, tmp / 'release.pth', wrap=None, prefix='module.')
@@ -456,39 +452,95 @@ def scalenet(tmp_path_factory):
     return src, meta, load_pretrained(meta['backbone'], tmp / 'scalenet.pth')
 
 
+#: 224: ImageNet (stage 3 pools 14 -> 3 at scale 4: bilinear); 513: odd
+#: sides (the strided pools round down); 800x1216: a detection input
+#: (bilinear in every stage); 896: every pooled side divides its map
+#: (nearest everywhere).
+SIZES = [(224, 224), (513, 513), (800, 1216), (896, 896)]
+
+
 def test_scalenet_release_converts_exactly(scalenet):
     src, meta, dst = scalenet
     assert meta['backbone']['type'] == 'ScaleNet'
-    assert meta['equivalence']['kind'] == 'conditional'
-    assert set(dst.layer1[2].conv2.branches) == {'1', '2'}  # no 0, 3
-    # 256 px: maps 64, 32, 16, 8; every pooled size divides its map
-    assert_same_outputs(src, dst, torch.randn(2, 3, 256, 256,
-                                              dtype=DTYPE))
+    assert meta['backbone']['resample'] == 'release'
+    assert meta['equivalence']['kind'] == 'exact'
+    assert set(dst.layer1[2].conv2.branches) == {'0', '1', '3'}  # no 2
+    for size in SIZES:
+        assert_same_outputs(src, dst, torch.randn(1, 3, *size, dtype=DTYPE))
 
 
-def test_scalenet_release_differs_only_where_it_upsamples_bilinearly(
+def test_scalenet_paper_upsampling_differs_where_the_release_is_bilinear(
         scalenet):
-    """224 px: stage 3's 14x14 map pools to 3x3 at scale 4, which the
-    release upsamples bilinearly and msdet with nearest (documented)."""
-    src, _, dst = scalenet
-    x = torch.randn(1, 3, 224, 224, dtype=DTYPE)
-    assert_same_outputs(src, dst, x, stages=(0, 1))
-    with torch.no_grad():
-        assert not torch.allclose(src(x)[2], dst(x)[2], atol=1e-3)
+    """The same weights with the paper's nearest upsampling: the release's
+    function only where every pooled side divides its map (896 px); at 224
+    px stages 3-4 differ, at 800x1216 every stage."""
+    src, meta, dst = scalenet
+    cfg = dict(meta['backbone'], resample='nearest', init_cfg=None)
+    paper = MODELS.build(cfg).to(DTYPE)
+    paper.load_state_dict(dst.state_dict())
+    paper.eval()
+    for size, same in (((896, 896), (0, 1, 2, 3)), ((224, 224), (0, 1)),
+                       ((800, 1216), ())):
+        x = torch.randn(1, 3, *size, dtype=DTYPE)
+        with torch.no_grad():
+            for i, (a, b) in enumerate(zip(src(x), paper(x))):
+                if i in same:
+                    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+                else:  # float64: an equal function agrees to ~1e-14
+                    assert (a - b).norm() > 1e-3 * a.norm(), (size, i)
+
+
+def test_scalenet_release_reads_the_published_allocation():
+    """Without --structure the checkpoint's channels per scale name the
+    published allocation (ScaleNet-50-light, -152...)."""
+    tool = load_tool('model_converters/scalenet_release')
+
+    def source(name):
+        blocks = PUBLISHED[name]
+        layers = [n for n, (_, b) in ScaleNet.arch_settings.items()
+                  if sum(b) == len(blocks)]
+        stages = ScaleNet.arch_settings[layers[0]][1]
+        sd, k = {'conv1.weight': torch.empty(64, 0)}, 0
+        for i, n in enumerate(stages):
+            for j in range(n):
+                sd[f'layer{i + 1}.{j}.conv3.weight'] = torch.empty(
+                    256 * 2**i, 0)
+                for b, c in enumerate(blocks[k][:-1]):
+                    if c:
+                        sd[f'layer{i + 1}.{j}.conv2.{b}.weight'] = \
+                            torch.empty(c, 0)
+                k += 1
+        return sd
+
+    args = tool.CONVERTER.parser().parse_args(['a', 'b'])
+    for name, want in (
+            ('scalenet50', {}),
+            ('scalenet50_light', dict(structure='scalenet50_light')),
+            ('scalenet152', {})):
+        cfg = tool.target_cfg(SourceDict(source(name)), args)
+        depth = 152 if '152' in name else 50
+        assert cfg == dict(type='ScaleNet', depth=depth, **want,
+                           resample='release')
+    sd = source('scalenet50')
+    sd['layer3.1.conv2.1.weight'] = torch.empty(3, 0)
+    with pytest.raises(ConversionError, match=r'none of the published '
+                       r'depth-50 allocations \(scalenet50, scalenet50_light'
+                       r'\); .*--structure FILE'):
+        tool.target_cfg(SourceDict(sd), args)
 
 
 def test_scalenet_wrong_structure_names_keys(tmp_path, scalenet):
     src = scalenet[0]
     path = save_source(src, tmp_path / 'release.pth')
     bad = [list(e) for e in STRUCTURE]
-    bad[4][1] = 7  # layer2.1 scale 2: 6 channels in the checkpoint
-    bad[0][3] = 2  # layer1.0 scale 7: absent in the checkpoint
+    bad[4][1] = 7  # layer2.1 scale 2: 5 channels in the checkpoint
+    bad[6][3] = 2  # layer2.3 scale 7: absent in the checkpoint
     (tmp_path / 's.json').write_text(json.dumps(bad))
     with pytest.raises(SystemExit) as err:
         convert('scalenet_release', path, tmp_path / 'out.pth',
                 '--structure', tmp_path / 's.json')
     msg = str(err.value)
-    assert 'layer1.0.conv2.3.weight' in msg  # missing
+    assert 'layer2.3.conv2.3.weight' in msg  # missing
     assert 'layer2.1.conv2.branches.1.weight' in msg  # shape
     assert 'layer2.1.bn2.weight' in msg
     assert not osp.exists(tmp_path / 'out.pth')
@@ -620,6 +672,211 @@ def test_vgg16_bn_bad_sources_are_named():
     assert 'features.1.bias: msdet has shape (8,), the source gives (9,)' \
         in msg
     assert 'classifier' not in msg
+
+
+# ------------------------------------- slimmable VGG (US-Net / MutualNet)
+def release_channels(channels, width):
+    """The released slimmable ops' ``make_divisible(C * w)`` (divisor 8,
+    minimum 1, one more divisor where rounding lost over 10%)."""
+    v = channels * width
+    n = max(1, int(v + 4) // 8 * 8)
+    return n + 8 if n < 0.9 * v else n
+
+
+class ReleaseUSConv2d(nn.Conv2d):
+    """The releases' ``USConv2d`` (ratio 1): at width ``w`` the first
+    ``make_divisible(C * w)`` output channels and as many inputs (all 3 RGB
+    inputs for the first conv)."""
+    width = 1.0
+
+    def __init__(self, c_in, c_out, slim_in=True):
+        super().__init__(c_in, c_out, 3, padding=1)
+        self.slim_in = slim_in
+
+    def forward(self, x):
+        n_in = release_channels(self.in_channels, self.width) \
+            if self.slim_in else self.in_channels
+        n_out = release_channels(self.out_channels, self.width)
+        return F.conv2d(x, self.weight[:n_out, :n_in], self.bias[:n_out],
+                        padding=1)
+
+
+class ReleaseUSBatchNorm2d(nn.BatchNorm2d):
+    """MutualNet's ``USBatchNorm2d``: affine shared by all widths, no
+    statistics of its own; ``bn.{k}`` (no affine) keeps the statistics of
+    the k-th listed width; other widths use batch statistics."""
+    width = 1.0
+
+    def __init__(self, c, widths):
+        super().__init__(c, track_running_stats=False)
+        self.widths = widths
+        self.bn = nn.ModuleList(nn.BatchNorm2d(release_channels(c, w),
+                                               affine=False) for w in widths)
+
+    def forward(self, x):
+        c = release_channels(self.num_features, self.width)
+        mean = var = None
+        if self.width in self.widths:
+            stats = self.bn[self.widths.index(self.width)]
+            mean, var = stats.running_mean[:c], stats.running_var[:c]
+        return F.batch_norm(x, mean, var, self.weight[:c], self.bias[:c],
+                            self.training, self.momentum, self.eps)
+
+
+class ReleaseSwitchableBatchNorm2d(nn.Module):
+    """Slimmable networks' ``SwitchableBatchNorm2d``: one BN per width."""
+    width = 1.0
+
+    def __init__(self, c, widths):
+        super().__init__()
+        self.widths = widths
+        self.bn = nn.ModuleList(nn.BatchNorm2d(release_channels(c, w))
+                                for w in widths)
+
+    def forward(self, x):
+        return self.bn[self.widths.index(self.width)](x)
+
+
+class ReleaseSlimmableVGG(SrcVGG):
+    """torchvision's ``vgg16_bn`` layout built from the releases' slimmable
+    ops (1/4 width); ``set_width`` sets every layer's width."""
+
+    def __init__(self, bn, widths, base=16):
+        nn.Module.__init__(self)
+        layers, c, self.ends = [], 3, []
+        for i, n in enumerate((2, 2, 3, 3, 3)):
+            planes = base * min(2**i, 8)
+            for _ in range(n):
+                layers += [ReleaseUSConv2d(c, planes, slim_in=c != 3),
+                           bn(planes, widths), nn.ReLU()]
+                c = planes
+            layers.append(nn.MaxPool2d(2, 2))
+            self.ends.append(len(layers))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(c, 10))
+
+    def set_width(self, width):
+        for m in self.modules():
+            if hasattr(m, 'width'):
+                m.width = width
+
+
+@torch.no_grad()
+def randomize_slimmable(model):
+    """``randomize`` for the release layouts: random weights, and random
+    affine and statistics in every BN that has them (statistics-only and
+    affine-only BNs included); float64, eval mode."""
+    g = torch.Generator().manual_seed(1)
+    model.to(DTYPE)
+    for p in model.parameters():
+        if p.dim() > 1:
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) *
+                    (2 / p[0].numel())**0.5)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            if m.affine:
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            if m.track_running_stats:
+                m.running_mean.copy_(
+                    torch.randn(m.num_features, generator=g) * 0.2)
+                m.running_var.copy_(
+                    torch.rand(m.num_features, generator=g) + 0.5)
+    return model.eval()
+
+
+def save_release(model, path):
+    """As the releases' train.py saves: DataParallel keys in 'model'."""
+    torch.save({'model': {f'module.{k}': v
+                          for k, v in model.state_dict().items()},
+                'optimizer': {'state': {}, 'param_groups': []},
+                'last_epoch': 99}, path)
+    return path
+
+
+def assert_same_at_widths(src, dst, widths, train=False):
+    x = torch.randn(2, 3, 32, 32, dtype=DTYPE)
+    src.train(train), dst.train(train)
+    for width in widths:
+        src.set_width(width)
+        set_subnet(dst, width=width)
+        with torch.no_grad():
+            a, b = src(x), dst(x)
+        for i, (u, v) in enumerate(zip(a, b)):
+            assert u.shape == v.shape, (width, i)
+            torch.testing.assert_close(v, u, rtol=1e-5, atol=1e-5,
+                                       msg=f'width {width}, stage {i + 2}')
+
+
+#: The release's width_mult_list, in its (unsorted) order.
+WIDTHS = [0.5, 1.0, 0.25, 0.75]
+#: Widths with the release's rounding where nearest-multiple rounding
+#: differs (64 channels at 0.3: 24, not 16; 128 at 0.28: 40, not 32).
+ANY_WIDTHS = [1.0, 0.75, 0.43, 0.3, 0.28, 0.25]
+
+
+def test_usnet_vgg_converts_to_the_shared_bn(tmp_path):
+    src = randomize_slimmable(
+        ReleaseSlimmableVGG(ReleaseUSBatchNorm2d, WIDTHS))
+    assert 'features.1.running_mean' not in src.state_dict()
+    assert 'features.1.bn.3.running_mean' in src.state_dict()
+    path = save_release(src, tmp_path / 'usnet.pt')
+    meta = convert('vgg16_bn', path, tmp_path / 'slimvgg.pth', '--widths',
+                   *WIDTHS)
+    assert meta['backbone'] == dict(type='SlimmableVGG', depth=16,
+                                    base_channels=16)
+    assert meta['equivalence']['kind'] == 'conditional'
+    dropped = [k for k in meta['dropped'] if k.startswith('features.')]
+    assert len(dropped) == 13 * 3 * 3  # 13 BNs x 3 widths x 3 buffers
+    assert not any('.bn.1.' in k for k in dropped)  # width 1.0 kept
+    dst = load_pretrained(meta['backbone'], tmp_path / 'slimvgg.pth')
+    assert_same_at_widths(src, dst, [1.0])  # eval: width 1.0's statistics
+    assert_same_at_widths(src, dst, ANY_WIDTHS, train=True)
+
+
+@pytest.mark.parametrize('bn,args', [
+    (ReleaseUSBatchNorm2d, ['--switchable-bn']),  # statistics per width
+    (ReleaseSwitchableBatchNorm2d, [])])  # slimmable networks: BN for BN
+def test_per_width_bns_convert_to_private_bns(tmp_path, bn, args):
+    src = randomize_slimmable(ReleaseSlimmableVGG(bn, WIDTHS))
+    path = save_release(src, tmp_path / 'release.pt')
+    meta = convert('vgg16_bn', path, tmp_path / 'slimvgg.pth', '--widths',
+                   *WIDTHS, *args)
+    assert meta['backbone']['switchable_bn'] == WIDTHS
+    assert meta['equivalence']['kind'] == 'exact'
+    assert meta['dropped'] == ['classifier.0.weight', 'classifier.0.bias']
+    dst = load_pretrained(meta['backbone'], tmp_path / 'slimvgg.pth')
+    assert_same_at_widths(src, dst, WIDTHS)
+    assert_same_at_widths(src, dst, WIDTHS, train=True)
+
+
+def test_per_width_layouts_need_their_widths(tmp_path):
+    tool = load_tool('model_converters/vgg16_bn')
+    parse = tool.CONVERTER.parser().parse_args
+    usnet = SourceDict(ReleaseSlimmableVGG(ReleaseUSBatchNorm2d,
+                                           WIDTHS).state_dict())
+    with pytest.raises(ConversionError, match=r'US-Net layout: features.1.'
+                       r'bn.\{0..3\} with \[8, 16, 8, 16\] channels\); give '
+                       r'the 4 widths .* --widths W1'):
+        tool.target_cfg(usnet, parse(['a', 'b']))
+    with pytest.raises(ConversionError, match='4 widths'):
+        tool.target_cfg(usnet, parse(['a', 'b', '--widths', '0.5', '1']))
+    with pytest.raises(ConversionError, match=r'width 1.0, which the source '
+                       r'does not have; convert with --switchable-bn'):
+        tool.target_cfg(usnet, parse(['a', 'b', '--widths', '0.5', '0.9',
+                                      '0.25', '0.75']))
+    with pytest.raises(ConversionError, match='--widths / --switchable-bn '
+                       'are for per-width BN layouts'):
+        tool.target_cfg(SourceDict(SrcVGG().state_dict()),
+                        parse(['a', 'b', '--widths', '1.0']))
+    # widths that do not fit the per-width BNs: shape errors, nothing written
+    path = save_release(ReleaseSlimmableVGG(ReleaseSwitchableBatchNorm2d,
+                                            WIDTHS), tmp_path / 's.pt')
+    with pytest.raises(SystemExit, match=r'features.8.bns.0.weight: msdet '
+                       r'has shape \(8,\), the source gives \(16,\)'):
+        convert('vgg16_bn', path, tmp_path / 'out.pth', '--widths',
+                0.25, 1.0, 0.5, 0.75)
+    assert not osp.exists(tmp_path / 'out.pth')
 
 
 # --------------------------------------------------- reading and reporting

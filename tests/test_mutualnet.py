@@ -26,7 +26,7 @@ from msdet.engine import (SandwichSampler, Subnet, SubnetSwitchHook,
 from msdet.engine.subnet_loops import SubnetTrainLoop
 from msdet.models.backbones.slimmable_vgg import SlimmableVGG
 from msdet.ops import (Range, SlimmableBatchNorm2d, SlimmableConv2d,
-                       set_subnet, subnet_space)
+                       SwitchableBatchNorm2d, set_subnet, subnet_space)
 from conftest import load_tool, working_dir
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -148,6 +148,49 @@ def test_width_w_backbone_is_the_narrow_vgg_with_first_channels():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def release_channels(channels, width, divisor=8):
+    """Channels of a width-``width`` layer in the released slimmable ops
+    (US-Net / MutualNet ``make_divisible(C * w / ratio) * ratio``, ratio 1),
+    spelt out from their definition: the nearest multiple of the divisor
+    (``int(v + d / 2) // d * d``), at least 1, plus one divisor where that
+    lost more than 10% of ``v``."""
+    v = channels * width / 1
+    n = max(1, int(v + divisor / 2) // divisor * divisor)
+    return n + divisor if n < 0.9 * v else n
+
+
+def test_width_rounding_is_the_releases_for_every_layer_and_width():
+    """Widths 0.01..1.00: every conv of VGG-16 has the release's channel
+    count (e.g. 24 of 64 at 0.28-0.31, where nearest-multiple rounding
+    gives 16), and so does every private BN of ``switchable_bn``."""
+    bb = SlimmableVGG(depth=16, width_range=(0.01, 1.0)).eval()
+    convs = [m for m in bb.modules() if isinstance(m, SlimmableConv2d)]
+    assert [c.out_channels for c in convs] == \
+        [64] * 2 + [128] * 2 + [256] * 3 + [512] * 6
+    seen = []
+    for conv in convs:
+        conv.register_forward_hook(lambda m, i, out: seen.append(out.shape[1]))
+    x = torch.randn(1, 3, 32, 32)
+    mismatches = []
+    for k in range(1, 101):
+        width = k / 100
+        set_subnet(bb, width=width)
+        seen.clear()
+        with torch.no_grad():
+            bb(x)
+        want = [release_channels(c.out_channels, width) for c in convs]
+        if seen != want:
+            mismatches.append((width, seen[:], want))
+    assert not mismatches
+    assert release_channels(64, 0.3) == 24 and release_channels(64, 0.02) == 9
+    widths = [0.03, 0.3, 0.43, 0.56, 1.0]
+    sw = SlimmableVGG(depth=16, width_range=(0.01, 1.0), switchable_bn=widths)
+    for conv, bn in zip(convs, [m for m in sw.modules()
+                                if isinstance(m, SwitchableBatchNorm2d)]):
+        assert [b.num_features for b in bn.bns] == \
+            [release_channels(conv.out_channels, w) for w in widths]
+
+
 def test_backbone_flops_follow_w_squared():
     """GFLOPs of width 0.25 are ~1/16 of width 1.0 (only the RGB input conv
     keeps its 3 input channels)."""
@@ -208,6 +251,41 @@ def test_frozen_stages_and_norm_eval():
 def test_bad_backbone_args_fail_at_build(kwargs, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
         SlimmableVGG(**kwargs)
+
+
+def test_sync_bn_is_refused_for_shared_bns_at_build(cfg):
+    """mmengine's sync_bn turns each BN into a full-width SyncBatchNorm:
+    shared width-sliced BNs then fail at narrow widths, private per-width
+    BNs convert correctly. msdet's tools refuse the former before the
+    runner is built."""
+    from mmengine.model.utils import convert_sync_batchnorm
+    from msdet.ops.switchable import check_sync_bn
+    from msdet.utils.config import build_runner
+    x = torch.randn(1, 3, 32, 32)
+    shared = convert_sync_batchnorm(SlimmableVGG(base_channels=8)).eval()
+    set_subnet(shared, width=0.5)
+    with pytest.raises(RuntimeError):
+        shared(x)
+    private = SlimmableVGG(base_channels=8, switchable_bn=[0.5, 1.0]).eval()
+    synced = convert_sync_batchnorm(copy.deepcopy(private)).eval()
+    assert isinstance(synced.features[1].bns[0], nn.SyncBatchNorm)
+    for model in (private, synced):
+        set_subnet(model, width=0.5)
+    with torch.no_grad():
+        for a, b in zip(private(x), synced(x)):
+            torch.testing.assert_close(a, b)
+
+    run_cfg = copy.deepcopy(cfg)
+    run_cfg.merge_from_dict(dict(sync_bn='torch', launcher='pytorch'))
+    with pytest.raises(ValueError, match=r"sync_bn='torch': .* 13 width-"
+                       r'sliced BNs .*backbone.features.1, .*Remove sync_bn'
+                       r'.*switchable_bn=\[w1, w2, ...\]'):
+        build_runner(run_cfg)
+    run_cfg.model.backbone.switchable_bn = [0.25, 1.0]
+    check_sync_bn(run_cfg)  # private BNs: allowed
+    run_cfg.model.backbone.switchable_bn = None
+    run_cfg.launcher = 'none'
+    check_sync_bn(run_cfg)  # not distributed: mmengine converts nothing
 
 
 # --- detector -------------------------------------------------------------
@@ -490,6 +568,41 @@ def test_recalibrate_keeps_other_private_bns(cfg, data):
     for bn in bns[1:]:
         assert torch.equal(bn.running_mean,
                            torch.full_like(bn.running_mean, 7.0))
+
+
+def test_recalibrate_leaves_frozen_bns_alone(cfg, data):
+    """BNs that training keeps fixed keep their statistics: a frozen stage,
+    a BN whose affine does not train, every BN under norm_eval; also when
+    the model is in eval mode at the call (as in the scale sweep)."""
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.frozen_stages = 1
+    det = build(model_cfg)
+    feats = det.backbone.features
+    frozen_bn = feats[1]  # stage 0 (frozen)
+    fixed_bn = feats[8]  # stage 1, its affine frozen by hand
+    live_bn = feats[11]  # stage 1
+    fixed_bn.requires_grad_(False)
+    for bn in (frozen_bn, fixed_bn, live_bn):
+        bn.running_mean.fill_(7.0)
+    det.eval()
+    recalibrate_bn(det, [data], num_images=2)
+    seven = torch.full_like(frozen_bn.running_mean, 7.0)
+    assert torch.equal(frozen_bn.running_mean, seven)
+    assert torch.equal(fixed_bn.running_mean, torch.full_like(
+        fixed_bn.running_mean, 7.0))
+    assert not torch.equal(live_bn.running_mean, torch.full_like(
+        live_bn.running_mean, 7.0))
+    assert not det.training and not live_bn.training  # modes restored
+    det.train()
+    assert not frozen_bn.training and live_bn.training
+
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.update(switchable_bn=[0.25, 1.0], norm_eval=True)
+    det = build(model_cfg).train()
+    before = {k: v.clone() for k, v in det.backbone.state_dict().items()}
+    recalibrate_bn(det, [data], num_images=2)
+    for k, v in det.backbone.state_dict().items():
+        assert torch.equal(v, before[k]), k
 
 
 # --- training with the hook -------------------------------------------------

@@ -71,6 +71,33 @@ def test_sa_op_equals_definition_for_any_size(size):
     assert torch.allclose(y, sa_definition(op, x), atol=1e-6)
 
 
+def release_upsample(y, size):
+    """The release's resize back (``F.upsample``): nearest where the size
+    is a multiple of the pooled size, else bilinear, half-pixel centres."""
+    h, w = size
+    if h % y.shape[2] == 0 and w % y.shape[3] == 0:
+        return y.repeat_interleave(h // y.shape[2], 2).repeat_interleave(
+            w // y.shape[3], 3)
+    return F.interpolate(y, size=size, mode='bilinear', align_corners=False)
+
+
+@pytest.mark.parametrize('size', [(28, 28), (14, 14), (13, 17), (7, 7)])
+def test_sa_op_release_resampling(size):
+    torch.manual_seed(0)
+    op = ScaleAggregation(6, [3, 2, 2, 4], design_size=14,
+                          resample='release')
+    x = torch.randn(2, 6, *size)
+    want = [op.branches['0'](x)]
+    for key, s in (('1', 2), ('2', 4), ('3', 7)):
+        want.append(release_upsample(op.branches[key](F.max_pool2d(x, s)),
+                                     size))
+    torch.testing.assert_close(op(x), torch.cat(want, 1))
+    # nearest (paper) and release agree where every pooled side divides
+    op.resample = 'nearest'
+    divides = all(n % (n // s) == 0 for n in size for s in (2, 4, 7))
+    assert torch.allclose(op(x), torch.cat(want, 1)) == divides
+
+
 def test_sa_op_layout_follows_structure_not_input():
     op = ScaleAggregation(8, [4, 0, 2, 3], design_size=7)
     assert set(op.branches) == {'0', '2', '3'}  # C = 0: no layers at all
@@ -116,8 +143,17 @@ def test_stage_stride_is_a_max_pool_before_the_block():
     assert blk(x).shape == (1, 128, 8, 6)
 
 
+def test_release_resampling_pools_strided_blocks_rounding_down():
+    m = small(resample='release')
+    assert m.layer2[0].pool.ceil_mode is False
+    assert m.layer2[0].conv2.resample == 'release'
+    m.eval()
+    assert m(torch.randn(1, 3, 67, 99))[-1].shape[-2:] == (2, 3)
+    assert small()(torch.randn(1, 3, 67, 99))[-1].shape[-2:] == (3, 4)
+
+
 def test_block_widths_follow_structure():
-    entry = PUBLISHED[50][4]  # layer2.1: [90, 39, 9, 37, side 28]
+    entry = PUBLISHED['scalenet50'][4]  # layer2.1: [90, 39, 9, 37, side 28]
     m = ScaleNet(depth=50)
     blk = m.layer2[1]
     assert isinstance(blk, SABottleneck)
@@ -145,6 +181,35 @@ def test_scalenet50_size_matches_paper():
     assert abs(flops / 3.818e9 - 1) < 0.01  # "3.818 GFLOPs"
 
 
+def conv_macs(model, size=224):
+    """Multiply-adds of every conv in one forward (forward hooks; the same
+    count as ``conv_flops``, without tracing the model)."""
+    total = []
+    hooks = [m.register_forward_hook(lambda mod, i, out: total.append(
+        out[0].numel() * mod.in_channels // mod.groups *
+        mod.kernel_size[0] * mod.kernel_size[1]))
+             for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    model.eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return sum(total)
+
+
+def test_scalenet152_and_50_light_sizes_match_paper():
+    m = ScaleNet(depth=152)
+    assert m.structure == PUBLISHED['scalenet152']
+    flops = conv_macs(m) + 2048 * 1000
+    assert abs(flops / 11.2e9 - 1) < 0.01  # ScaleNet table 3: "11.2"
+    light = ScaleNet(depth=50, structure='scalenet50_light')
+    assert light.structure == PUBLISHED['scalenet50_light']
+    r50 = conv_macs(ResNet(depth=50)) + 2048 * 1000
+    saved = r50 - conv_macs(light) - 2048 * 1000
+    assert abs(saved / 1e9 - 1.2) < 0.05  # table 2: 1.2 GFLOPs fewer
+    assert 0.28 < saved / r50 < 0.31  # 3.4: "reduces FLOPs ... by 29%"
+
+
 def test_scalenet101_flops_match_paper():
     m = ScaleNet(depth=101)
     m.eval()
@@ -156,7 +221,8 @@ def test_scalenet101_flops_match_paper():
 def test_published_structures_equal_the_release_file():
     data = json.load(open(SHARED))
     for depth in (50, 101):
-        assert PUBLISHED[depth] == data[f'scalenet{depth}']['blocks']
+        assert PUBLISHED[f'scalenet{depth}'] == \
+            data[f'scalenet{depth}']['blocks']
         assert ScaleNet.arch_settings[depth][1] == \
             tuple(data[f'scalenet{depth}']['layers'])
 
@@ -242,7 +308,7 @@ def test_built_from_mmdet_and_mmseg_registries():
 
 # -------------------------------------------------------------- structures
 def test_structure_forms_agree(tmp_path):
-    blocks = PUBLISHED[50]
+    blocks = PUBLISHED['scalenet50']
     as_list = tmp_path / 'list.json'
     as_list.write_text(json.dumps(blocks))
     as_dict = tmp_path / 'dict.json'
@@ -267,15 +333,19 @@ def test_seed_structure():
 
 
 def _bad(k, value):
-    blocks = copy.deepcopy(PUBLISHED[50])
+    blocks = copy.deepcopy(PUBLISHED['scalenet50'])
     blocks[k] = value
     return blocks
 
 
 @pytest.mark.parametrize('kwargs,exc,match', [
     (dict(depth=34), ValueError, 'depth=34'),
-    (dict(depth=152, structure=None), ValueError, 'depth=152'),
-    (dict(structure=PUBLISHED[50][:-1]), ValueError, '15 blocks.*needs 16'),
+    (dict(structure='scalenet101'), ValueError,
+     r"'scalenet101': 33 blocks, depth=50 needs 16"),
+    (dict(resample='bilinear'), ValueError,
+     r"resample='bilinear'; allowed: \['nearest', 'release'\]"),
+    (dict(structure=PUBLISHED['scalenet50'][:-1]), ValueError,
+     '15 blocks.*needs 16'),
     (dict(structure=_bad(5, [106, -4, 4, 9, 28])), ValueError,
      r'block 5 \(layer2.2\).*-4'),
     (dict(structure=_bad(7, [0, 0, 0, 0, 14])), ValueError,
@@ -285,7 +355,8 @@ def _bad(k, value):
     (dict(structure=_bad(2, [59, 26, 0, 3, 0])), ValueError, 'side'),
     (dict(structure='no/such/structure.json'), FileNotFoundError,
      'no/such/structure.json'),
-    (dict(structure=dict(blocks=PUBLISHED[50], layers=[3, 4, 23, 3])),
+    (dict(structure=dict(blocks=PUBLISHED['scalenet50'],
+                         layers=[3, 4, 23, 3])),
      ValueError, r'layers=\[3, 4, 23, 3\]'),
     (dict(structure=dict(seed=0)), ValueError, 'seed=0'),
     (dict(structure=dict(chans=3)), ValueError, "needs 'blocks'"),
@@ -401,13 +472,17 @@ def test_scalenet_configs_follow_the_papers():
         assert cfg.optim_wrapper.optimizer.lr == 0.02
         scales = [[t.scale for t in dl.dataset.pipeline if t.type == 'Resize']
                   [0] for dl in (cfg.train_dataloader, cfg.test_dataloader)]
+        header = open(path).read().split('_base_')[0]
+        assert f"resample='{bb.resample}'" in header  # says which it uses
         if 'seed' in name:
             assert bb.structure == dict(seed=64) and bb.init_cfg is None
             assert not bb.norm_eval and bb.frozen_stages == -1
+            assert bb.resample == 'nearest'  # from scratch: the paper's
         else:
             assert 'structure' not in bb  # the published allocation
             assert bb.init_cfg.checkpoint == \
                 f'checkpoints/scalenet{bb.depth}_imagenet.pth'
+            assert bb.resample == 'release'  # the release's weights
         if name.startswith('faster'):  # paper 4.4: 800/1200 (600/1000)
             test = (1000, 600) if 'test600' in name else (1200, 800)
             assert scales == [(1200, 800), test]

@@ -11,15 +11,18 @@ from msdet.ops import (Range, SlimmableBatchNorm2d, SlimmableConv2d,
                        set_subnet, subnet_space)
 
 
-def test_make_divisible_rounds_to_the_divisor():
+def test_make_divisible_is_the_released_rounding():
     assert make_divisible(16) == 16
-    assert make_divisible(11) == 8 and make_divisible(12) == 16  # ties up
-    assert make_divisible(1) == 8  # at least the divisor
+    assert make_divisible(43.9) == 40 and make_divisible(44) == 48  # ties up
+    assert make_divisible(11) == 16  # 8 would lose 27%
+    assert make_divisible(0.64) == 1  # at least 1
+    assert make_divisible(3.2) == 9  # 0 lost more than 10%: + 8
     assert make_divisible(6, divisor=4) == 8
     assert active_channels(64, 0.25) == 16
-    assert active_channels(64, 0.3) == 16  # 19.2 -> 16
+    assert active_channels(64, 0.3) == 24  # 19.2 -> 16 loses 17%: 24
     assert active_channels(64, 1.0) == 64
     assert active_channels(12, 0.5) == 8 and active_channels(4, 0.5) == 4
+    assert active_channels(12, 1.0) == 12  # never more than the layer
 
 
 @pytest.mark.parametrize('width,c_in', [(1.0, 12), (0.5, 6), (0.25, 12)])

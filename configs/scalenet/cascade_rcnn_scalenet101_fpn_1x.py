@@ -1,4 +1,5 @@
 # Cascade R-CNN, ScaleNet-101 + FPN, 1x (mmdet's recipe, backbone replaced).
+# SA blocks: the release's resampling (resample='release', from the base).
 _base_ = './cascade_rcnn_scalenet50_fpn_1x.py'
 
 model = dict(

@@ -2,6 +2,9 @@
 # SGD lr 0.02 for 16 images, steps at 8 and 11, (1333, 800) input), the
 # backbone replaced (not in the ScaleNet paper).
 # ImageNet-pretrained ScaleNet-50 weights are a local file you bring.
+# SA blocks resample as the reference release does (resample='release':
+# bilinear where a pooled map does not divide its input), as its ImageNet
+# weights were trained; resample='nearest' is the paper's (3.1).
 _base_ = [
     'mmdet::_base_/models/cascade-rcnn_r50_fpn.py',
     '../_base_/datasets/coco_detection.py',
@@ -13,6 +16,7 @@ model = dict(
     backbone=dict(
         type='ScaleNet',
         depth=50,
+        resample='release',
         init_cfg=dict(
             type='Pretrained',
             checkpoint='checkpoints/scalenet50_imagenet.pth')))

@@ -7,6 +7,10 @@
 #   at dilation 2 (every 3x3 conv of its SA blocks dilated, pooling factors
 #   unchanged, see msdet/ops/scale_aggregation.py), and its scales already
 #   aggregate context at 1/2, 1/4 and 1/7 resolution.
+# - SA blocks resample as the reference release does (resample='release':
+#   bilinear where a pooled map does not divide its input, strided pools
+#   rounding down, e.g. 129 -> 64 at a 513 crop), as its ImageNet weights
+#   were trained; resample='nearest' is the paper's (3.1).
 _base_ = '../elastic/deeplabv3_ex50_32x4d_os16_voc12aug.py'
 
 model = dict(
@@ -14,6 +18,7 @@ model = dict(
         _delete_=True,
         type='ScaleNet',
         depth=50,
+        resample='release',
         strides=(1, 2, 2, 1),
         dilations=(1, 1, 1, 2),
         out_indices=(3, ),

@@ -8,6 +8,9 @@
 # ImageNet-pretrained ScaleNet-50 weights are a local file you bring (see
 # model_zoo.md); to train from scratch set model.backbone.init_cfg=None,
 # norm_eval=False, frozen_stages=-1.
+# SA blocks resample as the reference release does (resample='release':
+# bilinear where a pooled map does not divide its input), as its ImageNet
+# weights were trained; resample='nearest' is the paper's (3.1).
 _base_ = [
     'mmdet::_base_/models/faster-rcnn_r50_fpn.py',
     '../_base_/datasets/coco_detection.py',
@@ -19,6 +22,7 @@ model = dict(
     backbone=dict(
         type='ScaleNet',
         depth=50,
+        resample='release',
         init_cfg=dict(
             type='Pretrained',
             checkpoint='checkpoints/scalenet50_imagenet.pth')))

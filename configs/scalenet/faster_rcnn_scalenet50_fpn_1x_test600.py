@@ -2,6 +2,7 @@
 # edge at most 1000 (ScaleNet paper table 6, 600/1000 column): the model of
 # faster_rcnn_scalenet50_fpn_1x.py (train with that config), only the test
 # image size differs.
+# SA blocks: the release's resampling (resample='release', from the base).
 _base_ = './faster_rcnn_scalenet50_fpn_1x.py'
 
 test_pipeline = [

@@ -11,11 +11,14 @@
 # The paper trains the seed on ImageNet; no ImageNet seed weights exist to
 # bring, so this seed trains from scratch (BN statistics and every stage
 # train). If you have ImageNet-trained seed weights, set init_cfg to them.
+# SA blocks upsample with nearest, as in the paper (3.1; resample='nearest':
+# no release weights involved).
 _base_ = './faster_rcnn_scalenet50_fpn_1x.py'
 
 model = dict(
     backbone=dict(
         structure=dict(seed=64),
+        resample='nearest',
         frozen_stages=-1,
         norm_eval=False,
         init_cfg=None))

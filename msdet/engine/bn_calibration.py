@@ -22,6 +22,10 @@ def recalibrate_bn(model, data_loader, num_images=2000, subnet=None,
     forward reaches has its running statistics reset on first use and
     re-estimated as the cumulative average over the batches (momentum None);
     BN layers not reached (e.g. private BNs of other widths) keep theirs.
+    Frozen BN layers keep theirs too, as training keeps them: those the
+    model's own ``train()`` leaves in eval mode (``frozen_stages``, e.g. the
+    frozen stem of the Resizable configs, and ``norm_eval``) and those whose
+    affine parameters all have ``requires_grad=False``.
     The model is left at ``subnet`` with its train/eval modes restored.
 
     ``data_loader`` yields batches as the runner's dataloaders do; the model
@@ -41,9 +45,7 @@ def recalibrate_bn(model, data_loader, num_images=2000, subnet=None,
         set_subnet(core, **subnet)
     world_size = get_world_size() if distributed else 1
     quota = math.ceil(num_images / world_size)
-    bns = [m for m in core.modules()
-           if isinstance(m, _BatchNorm) and m.track_running_stats]
-    momenta = {}
+    momenta, handles = {}, []
 
     def reset_on_first_use(bn, args):
         if bn not in momenta:
@@ -52,12 +54,15 @@ def recalibrate_bn(model, data_loader, num_images=2000, subnet=None,
             bn.momentum = None
 
     modes = [(m, m.training) for m in core.modules()]
-    handles = [bn.register_forward_pre_hook(reset_on_first_use) for bn in bns]
-    core.eval()
-    for bn in bns:
-        bn.train()
     seen = 0
     try:
+        core.train()  # the model's own freezing puts frozen BNs in eval mode
+        bns = [m for m in core.modules() if isinstance(m, _BatchNorm)
+               and m.track_running_stats and not _frozen(m)]
+        core.eval()
+        for bn in bns:
+            bn.train()
+            handles.append(bn.register_forward_pre_hook(reset_on_first_use))
         for data in data_loader:
             take = min(len(data['inputs']), quota - seen)
             data = {k: v[:take] if isinstance(v, (list, tuple, torch.Tensor))
@@ -81,3 +86,10 @@ def recalibrate_bn(model, data_loader, num_images=2000, subnet=None,
                 all_reduce(bn.running_mean, op='mean')
                 all_reduce(bn.running_var, op='mean')
     return seen
+
+
+def _frozen(bn) -> bool:
+    """In eval mode while the model trains, or no trainable affine."""
+    params = list(bn.parameters(recurse=False))
+    return not bn.training or bool(params) and not any(
+        p.requires_grad for p in params)

@@ -6,13 +6,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer
 
-from ..utils.validation import is_int
+from ..utils.validation import check_choice, is_int
 from .feature_resize import max_pool
 
 #: Downsampling factors of ScaleNet's four scales (paper table 1).
 SCALES = (1, 2, 4, 7)
 #: Input side of ImageNet training, the resolution ScaleNet was designed at.
 DESIGN_INPUT = 224
+#: How SA blocks resample (``ScaleAggregation`` / ``ScaleNet`` ``resample``):
+#: the paper's nearest upsampling, or exactly what the reference release does.
+RESAMPLE = ('nearest', 'release')
 
 
 class ScaleAggregation(nn.Module):
@@ -20,9 +23,9 @@ class ScaleAggregation(nn.Module):
 
     Scale ``l`` max-pools by ``s_l`` (kernel = stride = ``s_l``, eq. 1),
     convolves to ``C_l`` channels (eq. 2) and resizes back to the input size
-    with nearest-neighbour interpolation (eq. 3); the scales are concatenated
-    in order. A scale with ``C_l = 0`` has no layers at all. Normalisation and
-    activation follow in the enclosing block (BN after the upsample).
+    (eq. 3); the scales are concatenated in order. A scale with ``C_l = 0``
+    has no layers at all. Normalisation and activation follow in the
+    enclosing block (BN after the upsample).
 
     Choices where the paper is silent:
 
@@ -36,9 +39,15 @@ class ScaleAggregation(nn.Module):
       (3.818 GFLOPs at 224 px); a map smaller than the window is pooled to
       one pixel, so any input size works and the output size always equals
       the input size.
-    - Upsampling is always nearest (paper 3.1), also where the input size is
-      not a multiple of the pooled size (the reference release switches to
-      bilinear there).
+    - Upsampling (``resample``): ``'nearest'`` (default) is the paper's
+      nearest-neighbour interpolation (3.1: "resizing with the nearest
+      neighbor interpolation") at every size. ``'release'`` is what the
+      reference release's PyTorch code does, for its weights: nearest where
+      the map's height and width are multiples of the pooled map's, else
+      bilinear with ``align_corners=False`` (``F.upsample``'s default), e.g.
+      scale 4 on a 14x14 map (pooled 3x3) and every non-dividing size of a
+      detection input. The two agree wherever every pooled side divides its
+      map (e.g. 896x896 with the published structures).
     - ``dilation`` dilates every 3x3 conv, as mmdet's ResNet dilates its 3x3
       conv in a dilated stage; pooling factors are unchanged.
 
@@ -51,6 +60,7 @@ class ScaleAggregation(nn.Module):
             ``(1, 2, 4, 7)``.
         dilation (int): dilation of the 3x3 convs.
         conv_cfg (dict, optional): conv layer config (mmcv).
+        resample (str): ``'nearest'`` (paper) or ``'release'``, see above.
     """
 
     def __init__(self,
@@ -59,9 +69,12 @@ class ScaleAggregation(nn.Module):
                  design_size: int,
                  scales: Sequence[int] = SCALES,
                  dilation: int = 1,
-                 conv_cfg=None):
+                 conv_cfg=None,
+                 resample: str = 'nearest'):
         super().__init__()
         check_branches(branch_channels, scales, design_size)
+        check_choice('ScaleAggregation', 'resample', resample, RESAMPLE)
+        self.resample = resample
         self.in_channels = in_channels
         self.branch_channels = tuple(branch_channels)
         self.scales = tuple(scales)
@@ -96,12 +109,22 @@ class ScaleAggregation(nn.Module):
                 outs.append(conv(x))
                 continue
             y = conv(max_pool(x, (min(s, h), min(s, w))))
-            outs.append(F.interpolate(y, size=(h, w), mode='nearest'))
+            outs.append(self.upsample(y, (h, w)))
         return torch.cat(outs, dim=1)
+
+    def upsample(self, y: torch.Tensor, size) -> torch.Tensor:
+        """``y`` resized to ``size`` (eq. 3) as ``resample`` says."""
+        h, w = size
+        if self.resample == 'release' and (h % y.shape[-2] or
+                                           w % y.shape[-1]):
+            return F.interpolate(y, size=(h, w), mode='bilinear',
+                                 align_corners=False)
+        return F.interpolate(y, size=(h, w), mode='nearest')
 
     def extra_repr(self):
         return (f'{self.in_channels}, branch_channels={self.branch_channels}'
-                f', scales={self.scales}, design_size={self.design_size}')
+                f', scales={self.scales}, design_size={self.design_size}'
+                f', resample={self.resample!r}')
 
 
 def check_branches(branch_channels, scales, design_size):

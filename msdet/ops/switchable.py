@@ -4,7 +4,8 @@ A sub-network is chosen by *settings* (e.g. ``width=0.5``) applied to every
 :class:`Switchable` module of a model by :func:`set_subnet`; what a model can
 switch is :func:`subnet_space`. Width follows US-Net / MutualNet (MutualNet
 section 3.2, "W_{0:w}"): a sub-network of width ``w`` uses the first
-``make_divisible(w * C)`` channels of every slimmable layer, weights shared.
+``make_divisible(w * C)`` channels of every slimmable layer, weights shared,
+with the channel rounding of the released slimmable ops (US-Net, MutualNet).
 Other users add their own keys: a module declares ``{key: allowed}`` in
 ``switch_space`` and reads the value in ``switch`` (e.g. a Resizable ResNet
 declares one resize factor per stage, and its scale-aware BN is a
@@ -39,16 +40,24 @@ class Range(namedtuple('Range', ['low', 'high'])):
 Allowed = Union[Range, list]
 
 
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """``value`` rounded to the nearest multiple of ``divisor`` (ties up), at
-    least ``divisor``; the channel count of a width-``w`` layer is
-    ``min(C, make_divisible(w * C, divisor))``."""
-    return max(divisor, int(value / divisor + 0.5) * divisor)
+def make_divisible(value: float, divisor: int = 8, min_value: int = 1) -> int:
+    """The channel rounding of the released slimmable ops (US-Net and
+    MutualNet, after TF-slim's MobileNet): ``value`` rounded to the nearest
+    multiple of ``divisor`` (ties up), at least ``min_value`` (1), plus one
+    more ``divisor`` where rounding lost more than 10% of ``value``. So
+    widths may get counts that are not multiples of ``divisor``: 64 channels
+    at width 0.05 (3.2) give 9, at 0.3 (19.2) 24."""
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
 
 
 def active_channels(channels: int, width: float, divisor: int = 8) -> int:
-    """Channels of a ``channels``-wide layer at ``width`` (MutualNet 3.2)."""
-    return min(channels, make_divisible(width * channels, divisor))
+    """Channels of a ``channels``-wide layer at ``width`` (MutualNet 3.2):
+    ``make_divisible(channels * width, divisor)``, at most ``channels``
+    (reached only where ``channels`` is not a multiple of ``divisor``)."""
+    return min(channels, make_divisible(channels * width, divisor))
 
 
 def check_width_range(width_range, name: str) -> Range:
@@ -147,22 +156,57 @@ def set_subnet(model: nn.Module, **settings) -> None:
                 m.switch(**mine)
 
 
+def check_sync_bn(cfg) -> None:
+    """Refuse mmengine's ``sync_bn`` for a model with width-sliced BNs.
+
+    In a distributed run (a launcher set) mmengine's runner replaces every
+    BN by a ``SyncBatchNorm`` of its full width (``cfg.sync_bn``), which
+    fails at any narrower width for :class:`SlimmableBatchNorm2d` (BN shared
+    by all widths). Called by msdet's tools before the runner is built; it
+    builds the model once to find such layers, and raises one
+    ``ValueError`` naming them and the alternatives. Private BNs per width
+    (:class:`SwitchableBatchNorm2d`, e.g. ``SlimmableVGG(switchable_bn=
+    [...])``, Resizable's scale-aware BN) hold ordinary BNs, which SyncBN
+    converts correctly: they are not refused.
+    """
+    if cfg.get('sync_bn') is None or cfg.get('launcher', 'none') == 'none':
+        return  # mmengine converts nothing outside a distributed run
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        model = MODELS.build(cfg.model)
+    sliced = [name for name, m in model.named_modules()
+              if isinstance(m, SlimmableBatchNorm2d)]
+    if sliced:
+        raise ValueError(
+            f'sync_bn={cfg.sync_bn!r}: the runner would turn every BN into '
+            'a full-width SyncBatchNorm, but this model has '
+            f'{len(sliced)} width-sliced BNs shared by all widths '
+            f'(SlimmableBatchNorm2d: {", ".join(sliced[:3])}'
+            f'{", ..." if len(sliced) > 3 else ""}), which then fail at '
+            'any narrower width. Remove sync_bn (each process normalises '
+            'with its own batch statistics), or give the backbone private '
+            'BNs per width (SlimmableVGG: switchable_bn=[w1, w2, ...]), '
+            'which SyncBN converts correctly.')
+
+
 @MODELS.register_module('SlimmableConv2d')
 class SlimmableConv2d(nn.Conv2d, Switchable):
     """Conv whose sub-network of width ``w`` is ``W[:c_out, :c_in]`` (3.2).
 
     ``c_in`` is the channel count of the input (a prefix of ``in_channels``);
-    ``c_out = min(C_out, make_divisible(w * C_out, divisor))`` when
-    ``slim_out``, else ``C_out``. At full width it is exactly ``nn.Conv2d``
-    (same parameters, same output). ``slim_out=False`` gives a conv that only
-    accepts narrow inputs, e.g. the FPN lateral convs behind a slimmable
-    backbone (``conv_cfg=dict(type='SlimmableConv2d', slim_out=False)``).
+    ``c_out = active_channels(C_out, w, divisor)`` (the release's rounding,
+    ``make_divisible``) when ``slim_out``, else ``C_out``. At full width it
+    is exactly ``nn.Conv2d`` (same parameters, same output).
+    ``slim_out=False`` gives a conv that only accepts narrow inputs, e.g. the
+    FPN lateral convs behind a slimmable backbone
+    (``conv_cfg=dict(type='SlimmableConv2d', slim_out=False)``).
     Only ``groups=1``.
 
     Args:
         slim_out (bool): switch the output width. Default True.
         width_range (tuple): (min, max) widths allowed, 0 < min <= max <= 1.
-        divisor (int): channel counts are multiples of it. Default 8.
+        divisor (int): channel counts are rounded to multiples of it
+            (``make_divisible``). Default 8.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1,

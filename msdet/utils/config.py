@@ -8,6 +8,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from ..ops.switchable import check_sync_bn
 from .checkpoint import check_checkpoint_file
 from .dist import (check_cuda_only_settings, check_wrapper_settings,
                    init_distributed)
@@ -105,13 +106,16 @@ def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
 
 def build_runner(cfg):
     """The config's ``runner_type`` if it names one, else mmengine's Runner.
-    First refused: settings this machine cannot run (CUDA-only, see
+    First refused: ``sync_bn`` for a model with width-sliced BNs
+    (:func:`msdet.ops.switchable.check_sync_bn`), settings this machine
+    cannot run (CUDA-only, see
     :func:`msdet.utils.dist.check_cuda_only_settings`), a
     ``find_unused_parameters`` mmengine would ignore
     (:func:`msdet.utils.dist.check_wrapper_settings`) and a ``load_from``
     that is not a complete checkpoint file; then the process group of
     ``cfg.launcher`` is started (:func:`msdet.utils.dist.init_distributed`,
     with ``env_cfg.dist_cfg``)."""
+    check_sync_bn(cfg)
     check_cuda_only_settings(cfg)
     check_wrapper_settings(cfg)
     if cfg.get('load_from'):

@@ -5,7 +5,8 @@
 # model.backbone.structure=FILE) end to end in minutes.
 # What differs from the seed config, and why:
 # - ScaleNet-50 at 1/4 width (base_channels=16, seed 16 * 2**i per scale):
-#   same depth and SA blocks, far fewer FLOPs.
+#   same depth and SA blocks, far fewer FLOPs; the paper's nearest
+#   upsampling (resample='nearest', from scratch).
 # - FPN / heads at 64-256 channels, anchors scaled for 256 px images.
 # - 256 x 256 inputs, 3 classes, AdamW (steadier than SGD from scratch),
 #   a short step schedule (24 epochs).

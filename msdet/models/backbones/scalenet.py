@@ -4,7 +4,8 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
 from mmengine.registry import MODELS
 
-from ...ops.scale_aggregation import SCALES, ScaleAggregation
+from ...ops.scale_aggregation import RESAMPLE, SCALES, ScaleAggregation
+from ...utils.validation import check_choice
 from .base import ResNetFamily, check_resnet_args
 from .scalenet_structure import load_structure
 
@@ -23,10 +24,11 @@ class SABottleneck(Bottleneck):
     The block is stride 1 throughout: a block with ``pool_stride > 1``
     max-pools its input first (kernel = stride, table 1's "2x2 max pool,
     stride 2", "as done in DenseNets", paper 3.3), so the shortcut projection
-    is a stride-1 1x1 conv on the pooled input. Choice: this pool rounds up,
-    so stage sizes equal mmdet's ResNet's for any input size (the same as
-    the reference's at even sizes, which is every size at 224 px and every
-    size of mmdet's 32-padded batches).
+    is a stride-1 1x1 conv on the pooled input. With ``resample='nearest'``
+    this pool rounds up, so stage sizes equal mmdet's ResNet's for any input
+    size (msdet's choice); with ``'release'`` it rounds down, as the
+    reference release does. Both agree at even sizes, which is every size
+    at 224 px and every size of mmdet's 32-padded batches.
 
     Args:
         branch_channels (Sequence[int]): ``C_l`` of each scale (its entry of
@@ -34,20 +36,24 @@ class SABottleneck(Bottleneck):
         design_size (int): side of the block's input at a 224x224 image.
         pool_stride (int): the stage's stride, on its first block; 1 else.
         scales (Sequence[int]): pooling factors of the scales.
+        resample (str): ``'nearest'`` (paper) or ``'release'``: the SA
+            block's upsampling (``ScaleAggregation``) and this pool's
+            rounding.
     """
 
     def __init__(self, inplanes, planes, branch_channels, design_size,
-                 pool_stride=1, scales=SCALES, **kwargs):
+                 pool_stride=1, scales=SCALES, resample='nearest', **kwargs):
         if kwargs.get('dcn') is not None:
             raise ValueError('SABottleneck: dcn replaces the 3x3 conv that '
                              'the SA block replaces; use dcn=None.')
         super().__init__(inplanes, planes, **kwargs)
         width = sum(branch_channels)
-        self.pool = nn.MaxPool2d(pool_stride, pool_stride, ceil_mode=True) \
-            if pool_stride > 1 else None
         self.conv2 = ScaleAggregation(
             planes, branch_channels, design_size, scales, self.dilation,
-            self.conv_cfg)
+            self.conv_cfg, resample)
+        self.pool = nn.MaxPool2d(
+            pool_stride, pool_stride, ceil_mode=resample == 'nearest') \
+            if pool_stride > 1 else None
         self.norm2_name, norm2 = build_norm_layer(
             self.norm_cfg, width, postfix=2)
         self.add_module(self.norm2_name, norm2)
@@ -78,15 +84,24 @@ class ScaleNet(ResNetFamily, ResNet):
     ``avg_down`` do not apply and are refused.
 
     Args:
-        depth (int): 50 or 101 (published allocations), or 152 (table 1)
-            with an explicit ``structure``.
+        depth (int): 50, 101 or 152 (table 1).
         structure: ``None`` for the published allocation of ``depth``, a
-            JSON structure file (e.g. from ``tools/allocate_neurons.py``), a
-            list of ``[C_1..C_L, side]`` entries, a dict with ``blocks``, or
+            published allocation's name (``'scalenet50_light'``, the
+            paper's ScaleNet-50-light, table 2; or ``'scalenet50'``,
+            ``'scalenet101'``, ``'scalenet152'``), a JSON structure file
+            (e.g. from ``tools/allocate_neurons.py``), a list of
+            ``[C_1..C_L, side]`` entries, a dict with ``blocks``, or
             ``dict(seed=C)`` for the seed network of the neuron allocation
             (``C * 2**i`` channels per scale in stage ``i``, paper 3.2). See
             ``scalenet_structure``.
         scales (Sequence[int]): pooling factors, ``(1, 2, 4, 7)`` (paper).
+        resample (str): ``'nearest'`` (default): the paper's nearest
+            upsampling (3.1). ``'release'``: exactly the reference
+            release's resampling (bilinear where a pooled map does not
+            divide its input, strided pools rounding down), which its
+            ImageNet weights were trained with;
+            ``tools/model_converters/scalenet_release.py`` sets it. See
+            ``ScaleAggregation`` and ``SABottleneck``.
     """
     arch_settings = {
         50: (SABottleneck, (3, 4, 6, 3)),
@@ -94,9 +109,12 @@ class ScaleNet(ResNetFamily, ResNet):
         152: (SABottleneck, (3, 8, 36, 3)),
     }
 
-    def __init__(self, depth, structure=None, scales=SCALES, **kwargs):
+    def __init__(self, depth, structure=None, scales=SCALES,
+                 resample='nearest', **kwargs):
         # the structure is read before the stages are built: check first
         check_resnet_args('ScaleNet', self.arch_settings, depth, **kwargs)
+        self.resample = check_choice('ScaleNet', 'resample', resample,
+                                     RESAMPLE)
         for arg in ('dcn', 'avg_down'):
             if kwargs.get(arg):
                 raise ValueError(
@@ -120,6 +138,6 @@ class ScaleNet(ResNetFamily, ResNet):
         return [
             dict(branch_channels=entry[:-1], design_size=entry[-1],
                  pool_stride=stride if j == 0 else 1, stride=1,
-                 scales=self.scales)
+                 scales=self.scales, resample=self.resample)
             for j, entry in enumerate(self.structure[start:start + num_blocks])
         ]

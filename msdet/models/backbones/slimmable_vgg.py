@@ -28,7 +28,9 @@ class SlimmableVGG(PretrainedMixin, BaseModule):
 
     Every conv is a ``SlimmableConv2d``: the width-``w`` sub-network uses the
     first ``make_divisible(w * C, divisor)`` channels of every layer
-    (section 3.2), set with ``msdet.ops.set_subnet(model, width=w)``. The
+    (section 3.2; rounded as the released slimmable ops round, e.g. 24 of 64
+    channels at width 0.3), set with ``msdet.ops.set_subnet(model,
+    width=w)``. The
     outputs are the narrow features; the (full-width, shared) FPN takes them
     with sliced lateral convs, ``neck=dict(type='FPN',
     conv_cfg=dict(type='SlimmableConv2d', slim_out=False))``: the lateral
@@ -55,7 +57,8 @@ class SlimmableVGG(PretrainedMixin, BaseModule):
         norm_eval (bool): BN in eval mode while training; only with
             ``switchable_bn`` (shared BN has no per-width statistics).
         width_range (tuple): (min, max) widths, 0 < min <= max <= 1.
-        divisor (int): channel counts are multiples of it. Default 8.
+        divisor (int): channel counts are rounded to multiples of it
+            (``msdet.ops.make_divisible``). Default 8.
         switchable_bn (Sequence[float], optional): widths with private BNs.
         norm_cfg (dict): ``dict(type='BN', requires_grad=True)``; eps and
             momentum are passed on.
