@@ -169,9 +169,10 @@ def test_tool_prints_and_writes_statistics(dataset, tmp_path, capsys):
         s = summary[split]
         assert (f"{split:<6} {s['num_images']:>6} {s['num_objects']:>7}"
                 in out)
-    assert tool.main([str(tmp_path / 'x'), '--image-size', '64']) == 2
-    assert 'image_size' in capsys.readouterr().err
-    assert tool.main([str(tmp_path / 'y'), '--stats-only']) == 2
+    with pytest.raises(ValueError, match='image_size'):
+        tool.main([str(tmp_path / 'x'), '--image-size', '64'])
+    with pytest.raises(ValueError, match='not found'):
+        tool.main([str(tmp_path / 'y'), '--stats-only'])
 
 
 def test_statistics_of_any_coco_file():

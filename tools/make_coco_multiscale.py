@@ -14,11 +14,11 @@ instead of generating one.
 import argparse
 import json
 import os.path as osp
-import sys
 
 from msdet.datasets.multiscale_coco import (dataset_statistics,
                                             make_multiscale_coco)
 from msdet.evaluation.buckets import BUCKETS
+from msdet.utils.cli import run_tool
 from msdet.utils.fileio import dump_json
 
 SPLITS = ('train', 'val')
@@ -80,17 +80,12 @@ def format_statistics(stats):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        if args.stats_only:
-            stats = read_statistics(args.out_dir)
-        else:
-            stats = make_multiscale_coco(
-                args.out_dir, num_train=args.num_train,
-                num_val=args.num_val, image_size=args.image_size,
-                seed=args.seed)
-    except ValueError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+    if args.stats_only:
+        stats = read_statistics(args.out_dir)
+    else:
+        stats = make_multiscale_coco(
+            args.out_dir, num_train=args.num_train, num_val=args.num_val,
+            image_size=args.image_size, seed=args.seed)
     path = osp.join(args.out_dir, 'stats.json')
     dump_json(stats, path, indent=1)
     print(format_statistics(stats))
@@ -99,4 +94,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_tool(main)

@@ -67,6 +67,7 @@ import msdet  # noqa: F401  (registers msdet's modules)
 from msdet.evaluation.scale_report import load_results
 from msdet.evaluation.study import (markdown_table, plot_flops, plot_scale,
                                     summarize, tasks_present, write_summary)
+from msdet.utils.cli import run_tool
 from msdet.utils.fileio import atomic_open, dump_json
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -502,8 +503,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    run_tool(main)
