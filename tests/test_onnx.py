@@ -34,7 +34,8 @@ from msdet.deploy.parts import BackbonePart  # noqa: E402
 from msdet.deploy.verify import compare, session  # noqa: E402
 from msdet.ops import set_subnet  # noqa: E402
 from msdet.ops.feature_resize import feature_resize  # noqa: E402
-from conftest import REPO, load_tool  # noqa: E402
+from msdet.datasets.synthetic_coco import make_coco_dataset  # noqa: E402
+from conftest import REPO, load_tool, working_dir  # noqa: E402
 
 #: float32 through two runtimes; observed errors are about 1e-6
 TOL = 1e-5
@@ -236,6 +237,8 @@ def test_segmentor_through_the_tool(tmp_path, capsys):
 
 
 def test_subnet_through_the_tool(tmp_path, capsys):
+    """A slimmable model at width 0.5, its shared BNs re-estimated for that
+    width on training images of the embedded dataset."""
     ckpt = checkpoint(VGG_DEMO, tmp_path / 'vgg.pth')
     out = tmp_path / 'vgg.onnx'
     with pytest.raises(ValueError, match=r'width=2\.0 is out of range; '
@@ -245,10 +248,15 @@ def test_subnet_through_the_tool(tmp_path, capsys):
                        'key=number'):
         run_tool_main(VGG_DEMO, ckpt, '--out', out, '--subnet', 'width')
     assert not out.exists()
-    result = run_tool_main(VGG_DEMO, ckpt, '--out', out, '--subnet',
-                           'width=0.5', '--part', 'backbone', '--shape', 64,
-                           96, *VERIFY)
-    assert 'sub-network: width=0.5' in capsys.readouterr().out
+    make_coco_dataset(str(tmp_path / 'data/coco_demo'), num_train=2,
+                      num_val=1)
+    with working_dir(tmp_path):
+        result = run_tool_main(VGG_DEMO, ckpt, '--out', out, '--subnet',
+                               'width=0.5', '--recalibrate-bn', 2, '--part',
+                               'backbone', '--shape', 64, 96, *VERIFY)
+    text = capsys.readouterr().out
+    assert 'sub-network: width=0.5' in text
+    assert 'BN statistics re-estimated on 2 training images' in text
     assert max(result['errors'].values()) < TOL
 
 

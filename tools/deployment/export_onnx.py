@@ -2,7 +2,8 @@
 
     python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx \
         [--part model|backbone|roi_head] [--shape H W] [--subnet k=v ...] \
-        [--static] [--verify [--image IMG] [--repeat N] [--threads N]] \
+        [--recalibrate-bn N] [--static] \
+        [--verify [--image IMG] [--repeat N] [--threads N]] \
         [--cfg-options k=v ...]
 
 Parts (``msdet.deploy.parts``): ``model`` (default), a segmentor's seg
@@ -17,8 +18,11 @@ padded to the preprocessor's divisor). Batch, height and width are dynamic,
 and the graph is refused if it is not the same when traced at another size;
 ``--static`` fixes all three to the export size. ``--subnet width=0.5`` (or
 ``resize1=0.5 resize2=0.75 ...``) exports that sub-network of a switchable
-model. Only standard ONNX operators: a part that needs another operator
-domain is one error naming it.
+model. BN statistics are the checkpoint's; ``--recalibrate-bn N``
+re-estimates them for the sub-network at the export size on N training
+images first (post-statistics: needed for a slimmable model's shared BNs at
+a width they were not recalibrated for). Only standard ONNX operators: a
+part that needs another operator domain is one error naming it.
 
 ``--verify`` runs onnxruntime (CPU) against the model's PyTorch code (eval
 mode) on random inputs, on a real-looking image (``--image``, default the
@@ -57,6 +61,9 @@ def parse_args(argv=None):
                    help='export size (default: the config\'s test size)')
     p.add_argument('--subnet', nargs='+', metavar='KEY=VALUE',
                    help='sub-network of a switchable model, e.g. width=0.5')
+    p.add_argument('--recalibrate-bn', type=int, default=0, metavar='N',
+                   help='re-estimate BN statistics for the sub-network on N '
+                   'training images at the export size first')
     p.add_argument('--static', action='store_true',
                    help='fixed batch and size instead of dynamic axes')
     p.add_argument('--verify', action='store_true',
@@ -84,6 +91,7 @@ def main(argv=None):
     if not args.out.endswith('.onnx'):
         raise ValueError(f'--out {args.out!r}: must end with .onnx.')
     check_int('export_onnx', '--repeat', args.repeat, 1)
+    check_int('export_onnx', '--recalibrate-bn', args.recalibrate_bn, 0)
     if args.threads is not None:
         check_int('export_onnx', '--threads', args.threads, 1)
     if args.image is not None and not osp.isfile(args.image):
@@ -94,6 +102,8 @@ def main(argv=None):
                        low=32) if args.shape else default_shape(cfg)
     model = load_model(cfg, args.checkpoint)
     subnet = apply_subnet(model, settings)
+    if args.recalibrate_bn:
+        recalibrate(model, cfg, args.recalibrate_bn, shape)
     part = build_part(model, args.part)
     inputs = part.example_inputs(random_images(shape))
     other = None if args.static else part.example_inputs(
@@ -113,6 +123,21 @@ def main(argv=None):
     if args.verify:
         return verify(args, model, part, inputs, other, shape)
     return 0
+
+
+def recalibrate(model, cfg, num_images, shape):
+    """BN statistics of the current sub-network at ``shape`` (its long and
+    short side) from ``num_images`` training images (post-statistics, as
+    the scale sweep's ``--recalibrate-bn``)."""
+    from mmengine.runner import Runner
+
+    from msdet.engine import recalibrate_bn
+    loader = cfg.train_dataloader
+    loader.update(num_workers=0, persistent_workers=False)
+    used = recalibrate_bn(model, Runner.build_dataloader(loader), num_images,
+                          scale=(max(shape), min(shape)), distributed=False)
+    model.eval()
+    print(f'BN statistics re-estimated on {used} training images')
 
 
 def verify(args, model, part, inputs, other, shape):
