@@ -19,6 +19,7 @@ pytest.importorskip('onnxruntime', reason="ONNX export needs onnx and "
 
 import importlib  # noqa: E402
 import os.path as osp  # noqa: E402
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -28,7 +29,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import MODELS  # noqa: E402
 
 import msdet  # noqa: E402,F401
-from msdet.deploy import build_part, export_onnx  # noqa: E402
+from msdet.deploy import build_part, export_onnx, require  # noqa: E402
 from msdet.deploy.model import random_images  # noqa: E402
 from msdet.deploy.parts import BackbonePart  # noqa: E402
 from msdet.deploy.verify import compare, session  # noqa: E402
@@ -169,6 +170,27 @@ def test_custom_operator_is_refused_naming_the_part(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_scalenet_below_its_pooling_windows_is_refused_naming_the_block(
+        tmp_path):
+    """At 64x64 the stride-16 map (4x4) is smaller than the scale-7 window,
+    which msdet then takes from the input size: not an ONNX constant."""
+    backbone = MODELS.build(dict(type='ScaleNet', **BACKBONES['ScaleNet'][0]))
+    backbone.eval()
+    with pytest.raises(RuntimeError, match=r'^ONNX export failed in '
+                       r'backbone\.layer3\.0\.conv2 \(ScaleAggregation\): an '
+                       'argument that the ONNX operator needs as a constant'):
+        export_onnx(BackbonePart(Bare(backbone)), (random_images((64, 64)), ),
+                    str(tmp_path / 'sn.onnx'))
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_package_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)
+    with pytest.raises(ModuleNotFoundError, match=r"needs onnxruntime, which "
+                       r"is not installed: pip install 'msdet\[deploy\]'"):
+        require('onnxruntime')
+
+
 # --- the tool ---------------------------------------------------------------
 
 PSR_DEMO = osp.join(REPO, 'configs/psconv/demo/mask_rcnn_psr50_fpn_demo.py')
@@ -258,6 +280,32 @@ def test_subnet_through_the_tool(tmp_path, capsys):
     assert 'sub-network: width=0.5' in text
     assert 'BN statistics re-estimated on 2 training images' in text
     assert max(result['errors'].values()) < TOL
+
+
+def test_verify_reports_a_difference(tmp_path):
+    """The weights change after the export: --verify's comparison fails
+    with the input, the error and the output named."""
+    from argparse import Namespace
+
+    from mmdet.models.data_preprocessors import DetDataPreprocessor
+    model = Bare(MODELS.build(dict(type='SlimmableVGG', depth=11,
+                                   base_channels=8)))
+    model.data_preprocessor = DetDataPreprocessor(
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+    model.eval()
+    part = BackbonePart(model)
+    path = str(tmp_path / 'vgg.onnx')
+    inputs = (random_images((32, 48)), )
+    export_onnx(part, inputs, path, dynamic=False)
+    with torch.no_grad():
+        model.backbone.features[0].bias.add_(1.0)
+    args = Namespace(out=path, threads=1, image=None, part='backbone',
+                     repeat=1)
+    with pytest.raises(ValueError, match=r'vgg\.onnx: onnxruntime differs '
+                       r'from PyTorch on the random input \(1x3x32x48\): max '
+                       r'relative error .* in feat\d, allowed 0\.0001\.'):
+        load_tool('deployment/export_onnx').verify(args, model, part, inputs,
+                                                   None, (32, 48))
 
 
 def test_unexportable_parts_are_one_error_each(tmp_path, psr_checkpoint):
