@@ -32,6 +32,13 @@ def _flatten(outputs) -> List[torch.Tensor]:
     return [t for item in outputs for t in _flatten(item)]
 
 
+def _features(model) -> str:
+    """``'PSResNet + FPN'``: what ``extract_feat`` runs."""
+    neck = getattr(model, 'neck', None)
+    return type(model.backbone).__name__ + (
+        f' + {type(neck).__name__}' if neck is not None else '')
+
+
 def _spatial_axes(names: Sequence[str], prefix: str = '') -> dict:
     """Batch, height and width of NCHW tensors ``names`` as dynamic axes."""
     return {name: {0: 'batch', 2: f'{prefix or name}_height',
@@ -77,9 +84,7 @@ class BackbonePart(ExportPart):
 
     def __init__(self, model):
         super().__init__(model)
-        self.description = type(model.backbone).__name__ + (
-            f' + {type(model.neck).__name__}'
-            if getattr(model, 'neck', None) is not None else '')
+        self.description = _features(model)
 
     def forward(self, images):
         return tuple(_flatten(self.model.extract_feat(images)))
@@ -99,9 +104,8 @@ class DenseDetectorPart(ExportPart):
         self.head_name = head_name
         self.prefix = 'rpn_' if head_name == 'rpn_head' else ''
         self.description = (
-            f'{type(model).__name__}: {type(model.backbone).__name__} + '
-            f'{type(model.neck).__name__ if model.with_neck else "no neck"}'
-            f' + {type(self.head).__name__} (raw outputs per level; box '
+            f'{type(model).__name__}: {_features(model)} + '
+            f'{type(self.head).__name__} (raw outputs per level; box '
             'decoding and NMS outside the graph)')
 
     @property
@@ -133,7 +137,7 @@ class SegmentorPart(ExportPart):
     def __init__(self, model):
         super().__init__(model)
         self.description = (
-            f'{type(model).__name__}: {type(model.backbone).__name__} + '
+            f'{type(model).__name__}: {_features(model)} + '
             f'{type(model.decode_head).__name__} (seg logits at the input '
             'size, one whole-image pass)')
 
