@@ -1,35 +1,10 @@
-"""The model to export: built from a config with a checkpoint that must fit
-it, at a fixed sub-network, and the input size the config tests at."""
-import importlib
+"""The model to export: at a fixed sub-network, and the input size the
+config tests at (the model itself: ``msdet.utils.config.build_model``)."""
 import math
 
 import torch
 
 from ..ops.switchable import set_subnet, subnet_space
-
-
-def load_model(cfg, checkpoint: str):
-    """``cfg.model`` (its scope's registry) on CPU in eval mode with every
-    tensor from ``checkpoint``: a checkpoint that does not fit (missing or
-    mis-shaped tensors) is one error, as in msdet's tools."""
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.runner.checkpoint import _load_checkpoint_to_model
-
-    from ..engine.checkpoint_hooks import CheckpointFitHook
-    from ..utils.checkpoint import check_checkpoint_file, load_local_checkpoint
-    check_checkpoint_file(checkpoint)
-    scope = cfg.get('default_scope', 'mmdet')
-    importlib.import_module(f'{scope}.utils').register_all_modules(True)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    cfg.model.pop('pretrained', None)
-    cfg.model.backbone.init_cfg = None  # the checkpoint has every weight
-    model = revert_sync_batchnorm(registry.build(cfg.model))
-    state = load_local_checkpoint(checkpoint, 'cpu')
-    CheckpointFitHook._check_tensors(model, state, checkpoint,
-                                     heads_may_differ=False)
-    _load_checkpoint_to_model(model, state, logger='silent')
-    model.eval()
-    return model
 
 
 def parse_subnet(items) -> dict:

@@ -39,11 +39,10 @@ import msdet  # noqa: F401
 from mmengine.config import DictAction
 
 from msdet.deploy import (OPSET, PARTS, apply_subnet, build_part,
-                          default_shape, export_onnx, load_model,
-                          parse_subnet, require)
+                          default_shape, export_onnx, parse_subnet, require)
 from msdet.deploy.model import random_images
 from msdet.utils.cli import run_tool
-from msdet.utils.config import load_config
+from msdet.utils.config import build_model, load_config
 from msdet.utils.validation import check_int, check_ints
 
 #: largest relative error --verify accepts
@@ -100,7 +99,7 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options)
     shape = check_ints('export_onnx', '--shape', args.shape, count=2,
                        low=32) if args.shape else default_shape(cfg)
-    model = load_model(cfg, args.checkpoint)
+    model = build_model(cfg, args.checkpoint)
     subnet = apply_subnet(model, settings)
     if args.recalibrate_bn:
         recalibrate(model, cfg, args.recalibrate_bn, shape)
