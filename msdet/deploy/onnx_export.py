@@ -22,9 +22,11 @@ before it is written, and nothing is written when a check fails:
 
 A failure inside the exporter is reported with the module it was tracing.
 """
+import contextlib
 import hashlib
 import os
 import re
+import sys
 import warnings
 
 import torch
@@ -79,9 +81,25 @@ def export_onnx(part, inputs: tuple, path: str, dynamic: bool = True,
     return proto
 
 
+@contextlib.contextmanager
+def _no_native_stdout():
+    """File descriptor 1 to /dev/null: the exporter's C++ log prints the
+    whole TorchScript graph there when an export fails (torch 2.13 leaves
+    that log on; the error itself is reported)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, 'w') as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _trace(part, inputs, path, dynamic):
     onnx = require('onnx')
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _no_native_stdout():
         # the exporter's deprecation notice and tracer warnings; what they
         # warn about (sizes frozen by the trace) is checked on the graph
         warnings.simplefilter('ignore')
@@ -100,7 +118,8 @@ def _trace(part, inputs, path, dynamic):
                     'ONNX operator needs as a constant (e.g. a kernel size) '
                     'is computed from the input size at this export size '
                     f'{_size(inputs)}; export at a size where it is not '
-                    '(e.g. a larger --shape).') from err
+                    '(e.g. a larger --shape), or for this size only '
+                    '(--static).') from err
             first = str(err).strip().splitlines()[0] if str(err) else ''
             raise RuntimeError(f'ONNX export failed in {where}: '
                                f'{type(err).__name__}: {first[:300]}') from err
