@@ -8,7 +8,12 @@ from setuptools import find_packages, setup
 # tools/install.sh installs both with the exact versions CI tests.
 INSTALL_REQUIRES = ['mmengine>=0.10.7,<0.11', 'mmdet>=3.3.0,<3.4',
                     'pycocotools']
-EXTRAS_REQUIRE = {'seg': ['mmsegmentation>=1.2.2,<1.3']}
+# deploy: ONNX export and its check in onnxruntime
+# (tools/deployment/export_onnx.py)
+EXTRAS_REQUIRE = {
+    'seg': ['mmsegmentation>=1.2.2,<1.3'],
+    'deploy': ['onnx>=1.23.2,<1.24', 'onnxruntime>=1.32.0,<1.33'],
+}
 
 setup(
     name='msdet',

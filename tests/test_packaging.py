@@ -1,6 +1,6 @@
 """setup.py declares the version ranges msdet is tested with (the installed
 versions lie in them, tools/install.sh's exact pins too) and makes
-MMSegmentation an extra."""
+MMSegmentation and the ONNX export's packages extras."""
 import ast
 import os.path as osp
 import re
@@ -20,14 +20,18 @@ def declared():
 
 def test_ranges_hold_the_installed_and_pinned_versions():
     install, extras = declared()
-    assert list(extras) == ['seg']
-    reqs = [Requirement(r) for r in install + extras['seg']]
+    assert list(extras) == ['seg', 'deploy']
+    reqs = [Requirement(r)
+            for r in install + extras['seg'] + extras['deploy']]
     assert {r.name for r in reqs} == {'mmengine', 'mmdet', 'mmsegmentation',
-                                      'pycocotools'}
-    assert 'mmsegmentation' not in ' '.join(install)  # an extra only
-    pins = dict(re.findall(r'\b(mmengine|mmdet|mmsegmentation)==([\d.]+)',
-                           open(osp.join(REPO, 'tools/install.sh')).read()))
-    assert set(pins) == {'mmengine', 'mmdet', 'mmsegmentation'}
+                                      'pycocotools', 'onnx', 'onnxruntime'}
+    for extra in ('mmsegmentation', 'onnx'):
+        assert extra not in ' '.join(install)  # extras only
+    pins = dict(re.findall(
+        r'\b(mmengine|mmdet|mmsegmentation|onnx|onnxruntime)==([\d.]+)',
+        open(osp.join(REPO, 'tools/install.sh')).read()))
+    assert set(pins) == {'mmengine', 'mmdet', 'mmsegmentation', 'onnx',
+                         'onnxruntime'}
     for req in reqs:
         if not req.specifier:
             continue

@@ -18,6 +18,8 @@ if ! ops_ok; then
 fi
 pip install -q mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 ftfy regex pycocotools \
   matplotlib pytest torch==2.13.0 'numpy<2' 'opencv-python<4.11'
+# msdet[deploy]: ONNX export and onnxruntime; 'numpy<2' again so that pip keeps numpy 1.x
+pip install -q onnx==1.23.2 onnxruntime==1.32.0 'numpy<2'
 pip install -q --no-build-isolation --no-deps -e .
 if ! ops_ok; then
   echo "ERROR: mmcv was installed without its compiled ops (mmcv._ext missing)." >&2
@@ -25,4 +27,4 @@ if ! ops_ok; then
   echo "  and rerun: the build must see torch (MMCV_WITH_OPS=1, --no-build-isolation)." >&2
   exit 1
 fi
-"$VENV/bin/python" -c 'import torch, mmcv, mmdet, mmseg, msdet; print("msdet env ok: torch", torch.__version__, "mmcv", mmcv.__version__, "mmdet", mmdet.__version__, "mmseg", mmseg.__version__)'
+"$VENV/bin/python" -c 'import torch, mmcv, mmdet, mmseg, msdet, onnxruntime; print("msdet env ok: torch", torch.__version__, "mmcv", mmcv.__version__, "mmdet", mmdet.__version__, "mmseg", mmseg.__version__, "onnxruntime", onnxruntime.__version__)'

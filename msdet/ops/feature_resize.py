@@ -17,6 +17,14 @@ Choices the paper leaves open, written down here:
   image resizing), no antialiasing;
 - ``s == 1`` (or a size that rounds to the input's) returns the input itself:
   a resizable network at factor 1 is exactly the plain network.
+
+Under tracing (``torch.onnx.export``) the sizes are computed in the graph
+from the input's shape (``Shape``, a ``Cast`` to double, ``Mul``, ``Round``,
+``Clip``: the same double-precision product and round-half-to-even as
+Python's ``round``), so an exported graph resizes every input size as
+PyTorch does instead of replaying the sizes of the export input; where the
+size happens to round to the input's, the graph resizes to the same size,
+which bilinear interpolation leaves unchanged.
 """
 from typing import Sequence, Union
 
@@ -41,17 +49,38 @@ def check_factors(factors, name: str) -> list:
     return out
 
 
-def resized_size(size: Sequence[int], factor: float):
-    """``(h, w)`` of ``G(x; factor)`` for an input of spatial ``size``."""
+def spatial_size(x: torch.Tensor) -> tuple:
+    """``(h, w)`` of ``x`` as ints; under tracing the graph's size values
+    (0-dim tensors), so sizes computed from them stay in the graph."""
+    if torch.jit.is_tracing():
+        return tuple(x.shape[-2:])
+    return tuple(int(v) for v in x.shape[-2:])
+
+
+def resized_size(size: Sequence, factor: float) -> tuple:
+    """``(h, w)`` of ``G(x; factor)`` for an input of spatial ``size`` (ints,
+    or :func:`spatial_size`'s graph values under tracing)."""
+    if torch.jit.is_tracing():
+        return tuple(
+            torch.round(v.double() * factor).clamp(min=1).long()
+            for v in size)
     return tuple(max(1, int(round(factor * int(v)))) for v in size)
+
+
+def resize_to(x: torch.Tensor, size: Sequence) -> torch.Tensor:
+    """``x`` resized bilinearly to ``size``; ``x`` itself where it has that
+    size already (under tracing the resize is always recorded: at equal
+    sizes it is the identity)."""
+    if not torch.jit.is_tracing() and spatial_size(x) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
 
 
 def feature_resize(x: torch.Tensor, factor: Union[float, int]) -> torch.Tensor:
     """``G(x; factor)``: bilinear resize of ``x`` (N, C, H, W) (eq. 1)."""
-    size = resized_size(x.shape[-2:], factor)
-    if size == tuple(int(v) for v in x.shape[-2:]):
+    if factor == 1:
         return x
-    return F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+    return resize_to(x, resized_size(spatial_size(x), factor))
 
 
 def avg_pool2x(x: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Config loading, checks and arguments shared by msdet's command-line tools."""
 import difflib
+import importlib
 import importlib.util
 import os
 import os.path as osp
@@ -102,6 +103,33 @@ def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
         cfg.work_dir = osp.join('work_dirs',
                                 osp.splitext(osp.basename(path))[0])
     return cfg
+
+
+def build_model(cfg, checkpoint):
+    """``cfg.model`` (built in its scope's registry) on CPU in eval mode,
+    SyncBN reverted to BN, with every tensor from ``checkpoint``: a
+    checkpoint that is not a complete file or does not fit the model
+    (missing or mis-shaped tensors, ``CheckpointFitHook``'s check) is one
+    error. The backbone's ``init_cfg`` is not loaded (the checkpoint has
+    every weight)."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
+    from ..engine.checkpoint_hooks import CheckpointFitHook
+    from .checkpoint import load_local_checkpoint
+    check_checkpoint_file(checkpoint)
+    scope = cfg.get('default_scope', 'mmdet')
+    importlib.import_module(f'{scope}.utils').register_all_modules(True)
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    cfg.model.pop('pretrained', None)
+    cfg.model.backbone.init_cfg = None
+    model = revert_sync_batchnorm(registry.build(cfg.model))
+    state = load_local_checkpoint(checkpoint, 'cpu')
+    CheckpointFitHook._check_tensors(model, state, checkpoint,
+                                     heads_may_differ=False)
+    _load_checkpoint_to_model(model, state, logger='silent')
+    model.eval()
+    return model
 
 
 def build_runner(cfg):

@@ -12,14 +12,13 @@ summary.json and heatmap.png (images sorted by mean S, like fig. 6 middle)
 to the output directory. Works with mmseg and mmdet configs.
 """
 import argparse
-import importlib
 
 import msdet  # noqa: F401
 from mmengine.config import DictAction
 
 from msdet.analysis import compute_scale_policy, save_scale_policy  # noqa
-from msdet.utils.config import load_config
 from msdet.utils.checkpoint import check_checkpoint_file
+from msdet.utils.config import build_model, load_config
 from msdet.utils.cli import run_tool
 
 
@@ -38,15 +37,8 @@ def parse_args(argv=None):
 def build_model_and_data(cfg, checkpoint, split):
     """The config's model with ``checkpoint`` loaded (CPU, SyncBN reverted)
     and its ``split`` dataloader at one image per batch."""
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.runner import Runner, load_checkpoint
-    scope = cfg.get('default_scope', 'mmdet')
-    importlib.import_module(f'{scope}.utils').register_all_modules(True)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    cfg.model.pop('pretrained', None)
-    cfg.model.backbone.init_cfg = None  # the checkpoint has every weight
-    model = revert_sync_batchnorm(registry.build(cfg.model))
-    load_checkpoint(model, checkpoint, map_location='cpu')
+    from mmengine.runner import Runner
+    model = build_model(cfg, checkpoint)
     loader = cfg[f'{split}_dataloader']
     loader.update(batch_size=1, num_workers=0, persistent_workers=False)
     return model, Runner.build_dataloader(loader)

@@ -51,12 +51,12 @@ would give, so FPN, anchors and RoI extractors keep their strides
 backbone's. ``restore_outputs=False`` returns the resized maps (e.g. for
 FLOPs of the bare backbone as in table 1, or a classifier).
 """
-import torch.nn.functional as F
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
 from mmengine.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from msdet.ops.feature_resize import check_factors, feature_resize
+from msdet.ops.feature_resize import (check_factors, feature_resize,
+                                      resize_to, spatial_size)
 from msdet.ops.switchable import Switchable, SwitchableBatchNorm2d
 
 from .base import ResNetFamily
@@ -187,7 +187,7 @@ class ResizableResNet(ResNetFamily, ResNet, Switchable):
         else:
             x = self.relu(self.norm1(self.conv1(x)))
         x = self.maxpool(x)
-        nominal = tuple(int(v) for v in x.shape[-2:])  # plain ResNet size
+        nominal = spatial_size(x)  # plain ResNet size
         outs = []
         for i, layer_name in enumerate(self.res_layers):
             stride = self.strides[i]
@@ -197,12 +197,9 @@ class ResizableResNet(ResNetFamily, ResNet, Switchable):
                     x = feature_resize(x, self.factors[i])  # G(x; s_i)
                 x = block(x)
             if i in self.out_indices:
-                out = x
-                if self.restore_outputs and tuple(
-                        int(v) for v in x.shape[-2:]) != nominal:
-                    out = F.interpolate(x, size=nominal, mode='bilinear',
-                                        align_corners=False)
-                outs.append(out)
+                resized = any(f != 1 for f in self.factors[:i + 1])
+                outs.append(resize_to(x, nominal) if self.restore_outputs
+                            and resized else x)
         return tuple(outs)
 
 
