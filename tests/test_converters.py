@@ -20,6 +20,7 @@ from msdet.models.backbones.scalenet_structure import PUBLISHED
 from msdet.models.converters import (ConversionError, SourceDict,
                                      build_target, convert_state_dict,
                                      infer_depth, load_source, same_key)
+from msdet.models.release import psconv as psconv_rules
 from msdet.ops import PSConv2d, set_subnet
 from conftest import load_tool
 
@@ -370,7 +371,7 @@ def test_psconv_mapping_is_exact_per_op(groups, stride):
     """One release conv2 == msdet's PSConv with the merged weight, the input
     channels permuted by in_dest and the output by out_dest; every kernel
     keeps its dilation rate."""
-    tool = load_tool('model_converters/psconv_release')
+    tool = psconv_rules
     c = 32 * groups
     rel = randomize(ReleasePSConv(c, stride, groups))
     ps = PSConv2d(c, c, 3, stride, 1, groups=groups).to(DTYPE)
@@ -396,7 +397,7 @@ def test_psconv_mapping_is_exact_per_op(groups, stride):
 
 
 def test_psconv_pattern_without_release_rates_is_refused():
-    tool = load_tool('model_converters/psconv_release')
+    tool = psconv_rules
     assert tool.rate_shift((2, 1, 4, 1)) == 0
     with pytest.raises(ConversionError, match='cannot hold'):
         tool.rate_shift((1, 2, 4, 1))

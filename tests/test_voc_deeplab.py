@@ -176,7 +176,7 @@ def test_short_deeplabv3_run_beats_single_class_baseline(voc_workdir):
         f'param_scheduler.0.end={iters}', 'randomness.seed=0'
     ])
     assert type(runner.model.backbone).__name__ == 'ElasticResNeXt'
-    assert type(runner.model.decode_head).__name__ == 'ASPPHead'
+    assert type(runner.model.decode_head).__name__ == 'ElasticASPPHead'
     metrics = load_tool('test').main([
         DEMO_CFG, f'wd/iter_{iters}.pth', '--work-dir', 'wd_test',
         '--cfg-options', *small
@@ -198,8 +198,9 @@ def test_short_deeplabv3_run_beats_single_class_baseline(voc_workdir):
 ])
 def test_deeplabv3_configs_follow_paper_recipe(design, name, backbone, depth,
                                                elastic):
-    """ELASTIC 4.3 / DeepLabv3: OS16 (+ multi-grid), ASPP (6, 12, 18) with
-    image pooling, batch 16, 50 epochs of VOC aug, wd 5e-4 for ResNeXt."""
+    """ELASTIC 4.3 / DeepLabv3 as the release trains it: OS16 (+ multi-grid),
+    the release's ASPP (6, 12, 18) with image pooling, loss over labelled
+    pixels, batch 16, 50 epochs of VOC aug, wd 5e-4 for ResNeXt."""
     from mmengine.config import Config
     cfg = Config.fromfile(
         osp.join(REPO, f'configs/{design}/deeplabv3_{name}_os16_'
@@ -216,13 +217,15 @@ def test_deeplabv3_configs_follow_paper_recipe(design, name, backbone, depth,
         assert bb.multi_grid == (1, 2, 4)
     head = cfg.model.decode_head
     assert (head.type, head.dilations, head.channels) == \
-        ('ASPPHead', (1, 6, 12, 18), 256)
+        ('ElasticASPPHead', (1, 6, 12, 18), 256)
+    assert head.loss_decode.avg_non_ignore and head.dropout_ratio == 0
+    assert head.norm_cfg.momentum == 0.0003
     assert head.num_classes == 21 and cfg.model.auxiliary_head is None
     loader = cfg.train_dataloader
     assert loader.batch_size * 4 == 16  # 4 GPUs
     assert [d.ann_file for d in loader.dataset.datasets] == [
         'ImageSets/Segmentation/train.txt', 'ImageSets/Segmentation/aug.txt']
-    assert cfg.train_cfg.max_iters == -(-50 * 10582 // 16)
+    assert cfg.train_cfg.max_iters == 50 * -(-10582 // 16)  # 662 / epoch
     assert cfg.param_scheduler[0].type == 'PolyLR'
     optimizer = cfg.optim_wrapper.optimizer
     assert (optimizer.type, optimizer.lr) == ('SGD', 0.007)
@@ -230,8 +233,10 @@ def test_deeplabv3_configs_follow_paper_recipe(design, name, backbone, depth,
                                       5e-4)
     assert cfg.val_dataloader.dataset.data_root == 'data/VOCdevkit/VOC2012'
     assert cfg.val_evaluator.type == 'IoUMetric'
-    assert not any(t.type == 'Resize'
-                   for t in cfg.val_dataloader.dataset.pipeline)
+    val = [t.type for t in cfg.val_dataloader.dataset.pipeline]
+    assert 'Resize' not in val and 'CenterPad' in val
+    train = [t.type for t in loader.dataset.datasets[0].pipeline]
+    assert train[2:5] == ['RandomLogRescale', 'CenterPad', 'RandomCrop']
 
 
 def test_msdet_components_in_a_segmentation_run(voc_workdir):

@@ -1,4 +1,5 @@
-"""Converting foreign pretrained checkpoints into msdet backbone checkpoints.
+"""Converting foreign checkpoints into msdet backbone (or whole-model)
+checkpoints.
 
 One source layout = one script in ``tools/model_converters/`` (mmdet's
 convention, ``python tools/model_converters/X.py SRC DST``). The script
@@ -46,6 +47,13 @@ backbone's own keys (no ``backbone.`` prefix), so
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)`` loads it into the
 backbone; ``meta`` records the source, the backbone config, the equivalence
 and every dropped, filled or noted key.
+
+A released whole model (a segmentor, a detector) converts the same way with
+``Converter(..., scope='mmseg')`` (or ``'mmdet'``): ``target_cfg`` then
+gives the model's config, the rule every key of the built model
+(``backbone.*``, ``decode_head.*``, ...), and the output is a whole-model
+checkpoint (``meta['model']``). A backbone's rule runs unchanged on the
+source's keys under a prefix through ``SourceDict.view``/``SourceView``.
 """
 import argparse
 import os.path as osp
@@ -55,7 +63,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 import torch
-from mmengine.registry import MODELS
+from mmengine.registry import MODELS, DefaultScope
 
 from ..utils.checkpoint import load_local_checkpoint
 from ..utils.fileio import atomic_open
@@ -137,6 +145,42 @@ class SourceDict:
     def unknown(self):
         return [k for k in self._sd
                 if k not in self.used and k not in self.dropped]
+
+    def view(self, prefix):
+        """The keys under ``prefix`` without it (``SourceView``)."""
+        return SourceView(self, prefix)
+
+
+class SourceView:
+    """The keys of a ``SourceDict`` under ``prefix``, without it (e.g. a
+    detector's ``backbone.``): a backbone's ``target_cfg`` and rule run on
+    it unchanged; what they take, miss or note is recorded in the parent
+    under the full key."""
+
+    def __init__(self, parent, prefix):
+        self.parent, self.prefix = parent, prefix
+
+    def __contains__(self, key):
+        return self.prefix + key in self.parent
+
+    def __len__(self):
+        return len(self.keys())
+
+    def keys(self):
+        n = len(self.prefix)
+        return [k[n:] for k in self.parent.keys() if k.startswith(self.prefix)]
+
+    def shape(self, key):
+        return self.parent.shape(self.prefix + key)
+
+    def take_all(self, keys):
+        return self.parent.take_all([self.prefix + k for k in keys])
+
+    def take(self, key):
+        return self.take_all([key])[0]
+
+    def note(self, message):
+        self.parent.note(message)
 
 
 def same_key(key, src):
@@ -226,8 +270,10 @@ def infer_depth(source, arch_settings, name):
 
 
 def source_shape(source, key):
-    shape = source.shape(key) if isinstance(source, SourceDict) else (
-        tuple(source[key].shape) if key in source else None)
+    if isinstance(source, (SourceDict, SourceView)):
+        shape = source.shape(key)
+    else:
+        shape = tuple(source[key].shape) if key in source else None
     if shape is None:
         raise ConversionError(f'the source has no {key!r}, needed to infer '
                               'the architecture; is it the right layout?')
@@ -269,11 +315,15 @@ def infer_resnet_widths(source, conv2_key='layer1.0.conv2.weight',
     return cfg
 
 
-def build_target(cfg):
-    """The msdet backbone of ``cfg`` (no pretrained init: only its keys,
-    shapes and layout are used)."""
+def build_target(cfg, scope=None):
+    """The msdet backbone of ``cfg``, or with ``scope`` ('mmdet',
+    'mmseg') the whole model built in that registry scope (no pretrained
+    init: only its keys, shapes and layout are used)."""
     cfg = dict(cfg, init_cfg=None)
-    return MODELS.build(cfg)
+    if scope is None:
+        return MODELS.build(cfg)
+    with DefaultScope.overwrite_default_scope(scope):
+        return MODELS.build(cfg)
 
 
 # -------------------------------------------------------------- conversion
@@ -358,7 +408,8 @@ class Converter:
         layout (str): name of the source layout, for ``--help`` and
             ``meta['source_layout']``.
         target_cfg (callable): ``(source, args) -> dict``, the msdet
-            backbone config (``type`` and arguments) the source becomes.
+            backbone config (``type`` and arguments) the source becomes,
+            or with ``scope`` the whole model's config.
         equivalence (callable): ``(args, src) -> dict(kind, statement)``,
             ``kind`` one of ``EQUIVALENCE``.
         make_rule (callable, optional): ``(target, args) -> rule`` with
@@ -369,14 +420,29 @@ class Converter:
         add_arguments (callable, optional): ``(parser) -> None``, adds the
             layout's own command-line options.
         description (str): the command line's description (``--help``).
+        scope (str, optional): for a whole model's checkpoint (a segmentor,
+            a detector): the registry scope its config builds in ('mmdet',
+            'mmseg'). The output's keys are then the model's own
+            (``backbone.``, ``decode_head.``, ...), loaded as a whole
+            checkpoint (``tools/test.py CONFIG DST``, ``load_from``), and
+            ``meta['model']`` holds the config (``meta['backbone']``
+            without ``scope``).
+        dataset_meta (callable, optional): ``(src) -> dict``, written as
+            ``meta['dataset_meta']`` (e.g. ``classes``), which mmdet's and
+            mmseg's inference APIs read.
+        usage (callable, optional): ``(cfg, dst) -> str``, the report's
+            last line, how to use the output. Default: the backbone's
+            ``init_cfg``.
     """
 
     def __init__(self, layout, target_cfg, equivalence, make_rule=None,
-                 drop=CLASSIFIER, add_arguments=None, description=''):
+                 drop=CLASSIFIER, add_arguments=None, description='',
+                 scope=None, dataset_meta=None, usage=None):
         self.layout, self.description = layout, description
         self.target_cfg, self.equivalence = target_cfg, equivalence
         self.make_rule, self.add_arguments = make_rule, add_arguments
         self.drop = dict(drop)
+        self.scope, self.dataset_meta, self.usage = scope, dataset_meta, usage
 
     def convert(self, source, args):
         """Convert ``source`` (a state_dict or ``SourceDict``) with the
@@ -389,13 +455,13 @@ class Converter:
             SourceDict(source)
         try:
             cfg = self.target_cfg(source, args)
-            target = build_target(cfg)
+            target = build_target(cfg, self.scope)
             rule = same_key if self.make_rule is None else \
                 self.make_rule(target, args)
             state_dict, src = convert_state_dict(
                 source, target.state_dict(), rule, self.drop)
         except (ConversionError, ValueError) as err:
-            cause = _prefix_cause(source.keys())
+            cause = None if self.scope else _prefix_cause(source.keys())
             if cause is None:
                 raise
             raise ConversionError(f'{cause}\nWhat failed: {err}') from None
@@ -407,7 +473,7 @@ class Converter:
             description=self.description,
             formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument('src', help=f'source checkpoint ({self.layout})')
-        parser.add_argument('dst', help='msdet backbone checkpoint to write')
+        parser.add_argument('dst', help='msdet checkpoint to write')
         parser.add_argument('--trust-source', action='store_true',
                             help='unpickle arbitrary objects in SRC '
                             '(weights_only=False); only for trusted files')
@@ -433,16 +499,20 @@ class Converter:
                              f"{eq.get('kind')!r}; allowed: {EQUIVALENCE}")
         meta = dict(
             converter=parser.prog, source=osp.abspath(args.src),
-            source_layout=self.layout, backbone=cfg, equivalence=eq,
+            source_layout=self.layout, equivalence=eq,
             dropped=list(src.dropped), filled=list(src.filled),
             notes=list(src.notes))
+        meta['model' if self.scope else 'backbone'] = cfg
+        if self.dataset_meta is not None:
+            meta['dataset_meta'] = self.dataset_meta(src)
         save_backbone_checkpoint(args.dst, state_dict, meta)
-        print(report(args.dst, state_dict, src, cfg, eq))
+        print(report(args.dst, state_dict, src, cfg, eq, self.usage))
         return meta
 
 
-def report(dst, state_dict, src, cfg, eq):
-    """The summary printed after a conversion."""
+def report(dst, state_dict, src, cfg, eq, usage=None):
+    """The summary printed after a conversion; ``usage(cfg, dst)``: its
+    last line (default: the backbone config with ``init_cfg``)."""
     lines = [f'converted {len(src.used)} source tensors into '
              f'{len(state_dict)} tensors of {cfg["type"]}: {dst}']
     reasons = OrderedDict()
@@ -457,6 +527,9 @@ def report(dst, state_dict, src, cfg, eq):
                      f'{_names(src.filled, 3)}')
     lines += [f'note: {n}' for n in src.notes]
     lines.append(f"{eq['kind'].upper()}: {eq['statement']}")
+    if usage is not None:
+        lines.append(usage(cfg, dst))
+        return '\n'.join(lines)
     args = ', '.join(f'{k}={v!r}' for k, v in cfg.items() if k != 'type')
     lines.append(f"use: backbone=dict(type='{cfg['type']}', {args}, "
                  f"init_cfg=dict(type='Pretrained', checkpoint='{dst}'))")

@@ -8,7 +8,11 @@ prefixes, stripped), a ResNeXt (stem ``conv1``/``bn1``, classifier ``fc``)
 whose bottleneck ``layerX.Y`` holds a full-resolution half ``conv1``,
 ``bn1``, ``conv2`` (grouped), ``bn2``, ``conv3`` and a low-resolution half
 ``conv1_d``, ``bn1_d``, ``conv2_d``, ``bn2_d``, ``conv3_d``, the two
-``conv3`` outputs summed before the shared ``bn3``, plus ``downsample.{0,1}``.
+``conv3`` outputs summed before the shared ``bn3``, plus ``downsample.{0,1}``
+and, in SE-ResNeXt (``se_resnext50_elastic``, paper table 2), a
+``selayer`` after ``bn3`` in every block (global average pool, ``conv1``
+to 1/16 of the channels with bias, ReLU, ``conv2`` back with bias,
+sigmoid; the channels rescaled before the residual is added).
 In an Elastic block (stride 1, outside the last stage) the ``_d`` half runs
 on the input 2x2 average-pooled (odd sides replicate-padded to even) and
 its output is upsampled 2x bilinearly (``align_corners=False``) and cropped
@@ -22,7 +26,8 @@ branch ``conv1_low``, ``bn1_low``, ... ``conv3_low``; the plain names ->
 the same names (high-resolution branch or plain block); a non-Elastic block
 holding both halves -> one ResNeXt block, the halves concatenated (conv1,
 bn1, conv2, bn2 along output channels, the ``_d`` half second; conv3 along
-input channels), which computes the same sum; ``fc.*`` dropped.
+input channels), which computes the same sum; ``selayer.conv1/2`` ->
+``se_layer.conv1/2.conv`` (``ElasticResNeXt(se=True)``); ``fc.*`` dropped.
 
 The architecture is read from the checkpoint: depth and block layout from
 the blocks per stage (Elastic layouts (6, 8, 5, 3) / (12, 14, 20, 3), or
@@ -33,7 +38,9 @@ Elastic blocks (of the release's rule) have them (so ResNeXt's layout with
 them is sElastic); if non-Elastic blocks have both halves too, the keys
 cannot tell, and the block layout decides: Elastic layouts are Elastic,
 ResNeXt's layout is converted as plain ResNeXt (reported; equivalence
-``'conditional'``) unless ``--elastic`` says it is sElastic.
+``'conditional'``) unless ``--elastic`` says it is sElastic. ``selayer``
+keys give ``se=True``. The release's DeepLabv3 checkpoints (``aspp.*``
+keys) convert with ``elastic_voc_release.py``.
 
 Exact: msdet's Elastic block computes the same function (pooling with
 ``ceil_mode`` equals replicate padding to even sides, then the same
@@ -41,97 +48,17 @@ bilinear upsampling and crop), in eval and train mode (every BN keeps its
 channels). A torchvision-layout ResNeXt (no ``_d`` keys) converts too, to
 ``ElasticResNeXt(elastic=False)``.
 """
-import re
-
-import torch
-
-from msdet.models.backbones import ElasticResNeXt
-from msdet.models.converters import (NBT, ConversionError, Converter,
-                                     infer_depth, infer_resnet_widths,
-                                     source_shape)
+from msdet.models.converters import Converter
+from msdet.models.release.elastic import backbone_cfg, backbone_rule
 from msdet.utils.cli import run_tool
-
-#: Blocks per stage by (depth, layout), for ``infer_depth``.
-LAYOUTS = {(depth, kind): (None, tuple(blocks))
-           for depth in ElasticResNeXt.arch_settings
-           for kind, blocks in (
-               ('Elastic', ElasticResNeXt.arch_settings[depth][1]),
-               ('ResNeXt', ElasticResNeXt.plain_stage_blocks[depth]))}
-_HALF_RE = re.compile(r'^(layer\d+\.\d+)\.(?:conv|bn)[123]_d\.')
-_BLOCK_RE = re.compile(r'^(layer\d+\.\d+)\.(conv|bn)([123])(_low)?\.(\w+)$')
-
-
-def release_elastic_blocks(counts):
-    """The blocks the release makes Elastic: stride 1 outside the last
-    stage (stage 1, and stages 2-3 but their first block)."""
-    return {f'layer{i + 1}.{j}' for i, n in enumerate(counts[:-1])
-            for j in range(n) if i == 0 or j > 0}
-
-
-def halved_blocks(source):
-    """The blocks holding a ``_d`` half."""
-    return {m.group(1) for m in map(_HALF_RE.match, source.keys()) if m}
 
 
 def target_cfg(source, args):
-    depth, kind = infer_depth(source, LAYOUTS, 'ElasticResNeXt')
-    counts = LAYOUTS[depth, kind][1]
-    halved = halved_blocks(source)
-    width_keys = ['layer1.0.conv1.weight']
-    if 'layer1.0' in halved:
-        width_keys.append('layer1.0.conv1_d.weight')
-    widths = infer_resnet_widths(source, width_keys=width_keys)
-    cfg = dict(type='ElasticResNeXt', depth=depth,
-               groups=widths.pop('groups', 1), **widths)
-    if halved and not halved <= release_elastic_blocks(counts):
-        # both halves in non-Elastic blocks too: the keys do not tell
-        elastic = args.elastic or kind == 'Elastic'
-        if not elastic:
-            source.note(
-                f'every block holds both halves and the blocks per stage '
-                f'{counts} are ResNeXt\'s: converted as plain ResNeXt (no '
-                'block pools); if the source is sElastic, rerun with '
-                '--elastic.')
-    else:
-        elastic = bool(halved) or args.elastic
-    if not elastic:
-        cfg['elastic'] = False
-    if kind != ('Elastic' if elastic else 'ResNeXt'):
-        cfg['stage_blocks'] = counts
-    if elastic:
-        high = source_shape(source, 'layer1.0.conv1.weight')[0]
-        low = source_shape(source, 'layer1.0.conv1_d.weight')[0]
-        if high != low:
-            cfg['high_ratio'] = high / (high + low)
-    return cfg
+    return backbone_cfg(source, args.elastic)
 
 
 def make_rule(target, args=None):
-    def merged(key, half, dim, src):
-        full, low = src.take_all([key, half])
-        if key.endswith(NBT):
-            return torch.maximum(full, low)
-        rest = [s for d, s in enumerate(full.shape) if d != dim]
-        if rest != [s for d, s in enumerate(low.shape) if d != dim]:
-            raise ConversionError(
-                f'{half} has shape {tuple(low.shape)}, {key} '
-                f'{tuple(full.shape)}: the halves do not form one block.')
-        return torch.cat([full, low], dim)
-
-    def rule(key, src):
-        m = _BLOCK_RE.match(key)
-        if not m:
-            return src.take(key)
-        prefix, layer, k, low, name = m.groups()
-        half = f'{prefix}.{layer}{k}_d.{name}'
-        if low:
-            return src.take(half)
-        if layer + k == 'bn3' or target.get_submodule(prefix).elastic or \
-                f'{prefix}.conv1_d.weight' not in src:
-            return src.take(key)
-        return merged(key, half, 1 if layer + k == 'conv3' else 0, src)
-
-    return rule
+    return backbone_rule(target)
 
 
 def equivalence(args, src):
@@ -145,7 +72,9 @@ def equivalence(args, src):
     return dict(kind='exact', statement=(
         "same function as the release: the _d halves of Elastic blocks "
         "are msdet's _low branches (2x2 average pooling, odd sides as "
-        "replicate-padded, bilinear 2x upsampling, cropped)" + merged + '.'))
+        "replicate-padded, bilinear 2x upsampling, cropped)" + merged +
+        ('; selayer -> se_layer' if any('selayer' in k for k in src.used)
+         else '') + '.'))
 
 
 def add_arguments(parser):

@@ -4,6 +4,7 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmdet.models.backbones.resnext import Bottleneck as _XBottleneck
 from mmdet.models.backbones.resnext import ResNeXt
+from mmdet.models.layers import SELayer
 from mmengine.registry import MODELS
 
 from ...ops.feature_resize import avg_pool2x, upsample2x
@@ -41,7 +42,11 @@ class ElasticBottleneck(_XBottleneck):
 
     The two ``conv3`` outputs are summed before the shared ``norm3``, then
     the residual is added (eq. 3). Parameter count equals the plain block's
-    (table 1). Choices where the paper is vague: an odd input size is
+    (table 1). With ``se=True`` (SE-ResNeXt, table 2, Elastic or not) a
+    squeeze-and-excitation layer (``se_layer``: global average pool, 1x1
+    conv to 1/16 of the channels with bias, ReLU, 1x1 conv back with bias,
+    sigmoid) rescales the channels after ``norm3``, before the residual is
+    added, as the ELASTIC release places it. Choices where the paper is vague: an odd input size is
     pooled with ``ceil_mode`` (the last row/column averages the real pixels
     only, same as replicate padding to even), upsampled by exactly 2 and
     cropped to the input size, so full cells keep exact 2x geometry; a
@@ -57,11 +62,18 @@ class ElasticBottleneck(_XBottleneck):
                  base_channels=64,
                  elastic=False,
                  high_ratio=0.5,
+                 se=False,
                  **kwargs):
         super().__init__(inplanes, planes, groups=groups,
                          base_width=base_width, base_channels=base_channels,
                          **kwargs)
         self.elastic = elastic
+        self.se_layer = None
+        if se:
+            if self.with_plugins:
+                raise ValueError('ElasticBottleneck: plugins are not '
+                                 'supported with se=True; allowed: None.')
+            self.se_layer = SELayer(self.planes * self.expansion, ratio=16)
         if not elastic:
             return
         if self.stride != 1:
@@ -111,17 +123,21 @@ class ElasticBottleneck(_XBottleneck):
         return conv3(x)
 
     def forward(self, x):
-        if not self.elastic:
+        if not self.elastic and self.se_layer is None:
             return super().forward(x)
 
         def _inner_forward(x):
-            high = self._branch(x, self.conv1, self.norm1, self.conv2,
-                                self.norm2, self.conv3)
-            low = self._branch(avg_pool2x(x), self.conv1_low,
-                               self.norm1_low, self.conv2_low,
-                               self.norm2_low, self.conv3_low)
-            low = upsample2x(low)[..., :x.shape[2], :x.shape[3]]
-            out = self.norm3(high.add_(low))
+            out = self._branch(x, self.conv1, self.norm1, self.conv2,
+                               self.norm2, self.conv3)
+            if self.elastic:
+                low = self._branch(avg_pool2x(x), self.conv1_low,
+                                   self.norm1_low, self.conv2_low,
+                                   self.norm2_low, self.conv3_low)
+                out = out.add_(
+                    upsample2x(low)[..., :x.shape[2], :x.shape[3]])
+            out = self.norm3(out)
+            if self.se_layer is not None:
+                out = self.se_layer(out)
             identity = x if self.downsample is None else self.downsample(x)
             return out + identity
 
@@ -154,6 +170,9 @@ class ElasticResNeXt(ResNetFamily, ResNeXt):
             original layout is sElastic (appendix A, table 8).
         high_ratio (float): share of the paths at high resolution
             (table 7; default 0.5).
+        se (bool): squeeze-and-excitation in every block (SE-ResNeXt-50 +
+            Elastic, table 2), placed and sized as in the ELASTIC release
+            (after the last BN, 1/16 of the channels).
         multi_grid (tuple[int] | None): unit rates of the last stage's
             blocks, multiplied by ``dilations[-1]`` as in DeepLabv3 (Chen et
             al. 2017, 3.2): ``dilations[-1]=2, multi_grid=(1, 2, 4)`` gives
@@ -180,13 +199,15 @@ class ElasticResNeXt(ResNetFamily, ResNeXt):
                  elastic=True,
                  stage_blocks=None,
                  high_ratio=0.5,
+                 se=False,
                  multi_grid=None,
                  **kwargs):
         name = type(self).__name__
         # read below, before the stages are built: check first
         check_resnet_args(name, self.arch_settings, depth, **kwargs)
-        if not isinstance(elastic, bool):
-            fail(name, 'elastic', elastic, 'True or False')
+        for key, value in (('elastic', elastic), ('se', se)):
+            if not isinstance(value, bool):
+                fail(name, key, value, 'True or False')
         if stage_blocks is None:
             stage_blocks = (self.arch_settings[depth][1] if elastic else
                             self.plain_stage_blocks[depth])
@@ -206,6 +227,7 @@ class ElasticResNeXt(ResNetFamily, ResNeXt):
                 'last stage)')
         self.elastic = elastic
         self.high_ratio = high_ratio
+        self.se = se
         self.multi_grid = multi_grid
         # The layout is per instance; ResNet reads it from arch_settings.
         self.arch_settings = {depth: (ElasticBottleneck, stage_blocks)}
@@ -214,11 +236,12 @@ class ElasticResNeXt(ResNetFamily, ResNeXt):
 
     def block_args(self, stage, num_blocks, dilation, **stage_args):
         """Elastic: stride-1 blocks of stages 1-3; multi-grid rates in the
-        last stage."""
+        last stage; SE in every block."""
         grid = (self.multi_grid if self.multi_grid is not None
                 and stage == self.num_stages - 1 else (1, ) * num_blocks)
         return [
             dict(elastic=self.elastic and stage < 3 and (j > 0 or stage == 0),
-                 high_ratio=self.high_ratio, dilation=dilation * g)
+                 high_ratio=self.high_ratio, se=self.se,
+                 dilation=dilation * g)
             for j, g in enumerate(grid)
         ]
