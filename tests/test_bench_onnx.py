@@ -78,3 +78,38 @@ def test_table_is_written_between_the_markers(quick):
 def test_bad_options_are_one_message(argv, message, tmp_path):
     with pytest.raises(SystemExit, match=message):
         bench_onnx.main(['--quick', '--out-dir', str(tmp_path)] + argv)
+
+
+def test_latency_ratio_is_the_median_of_per_run_ratios(monkeypatch):
+    """Runs alternate; the ratio pairs each PyTorch run with the
+    onnxruntime run right after it (a load spike hits one pair)."""
+    import statistics
+
+    import torch
+
+    from msdet.deploy import verify
+
+    torch_ms, ort_ms = [10, 40, 12, 11], [5, 10, 6, 50]
+    clock, now = [], 0.0
+    for t, o in zip([99] + torch_ms, [99] + ort_ms):  # one warm-up run
+        clock += [now, now + t / 1e3, now + (t + o) / 1e3]
+        now += 1.0
+    ticks = iter(clock)
+    monkeypatch.setattr(verify.time, 'perf_counter', lambda: next(ticks))
+
+    class Part:
+        input_names = ('input', )
+
+        def reference(self, x):
+            return [x]
+
+    class Session:
+        def run(self, outputs, feeds):
+            return [feeds['input']]
+
+    result = verify.latency(Part(), Session(), (torch.zeros(1), ),
+                            repeat=4, warmup=1)
+    assert result['torch'] == pytest.approx(statistics.median(torch_ms))
+    assert result['onnxruntime'] == pytest.approx(statistics.median(ort_ms))
+    # 2, 4, 2, 0.22: median 2.0, where the ratio of medians is 1.44
+    assert result['ratio'] == pytest.approx(2.0)
