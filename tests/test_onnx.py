@@ -248,7 +248,7 @@ def test_segmentor_through_the_tool(tmp_path, capsys):
     ckpt = checkpoint(SEG_DEMO, tmp_path / 'seg.pth')
     result = run_tool_main(SEG_DEMO, ckpt, '--out', tmp_path / 'seg.onnx',
                            '--shape', 72, 88, *VERIFY)
-    assert 'EncoderDecoder: ElasticResNeXt + ASPPHead' in \
+    assert 'EncoderDecoder: ElasticResNeXt + ElasticASPPHead' in \
         capsys.readouterr().out
     assert max(result['errors'].values()) < TOL
 
