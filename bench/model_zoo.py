@@ -20,16 +20,22 @@ DEFAULT = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
 def update(path, cpu, gpu=None):
     """Replace the text between the markers of ``path`` with the table of
     the CPU run ``cpu`` (and GPU run ``gpu``); atomic."""
+    write_between(path, START, END, zoo_markdown(cpu, gpu))
+
+
+def write_between(path, start, end, body):
+    """Replace the text between the lines ``start`` and ``end`` of ``path``
+    (exactly one of each, in that order) with ``body``; atomic."""
     with open(path, encoding='utf-8') as f:
         text = f.read()
-    if text.count(START) != 1 or text.count(END) != 1 or \
-            text.index(START) > text.index(END):
-        raise ValueError(f'{path}: needs exactly one {START} followed by one '
-                         f'{END} line to write the benchmark table between.')
-    head, rest = text.split(START)
-    tail = rest.split(END)[1]
+    if text.count(start) != 1 or text.count(end) != 1 or \
+            text.index(start) > text.index(end):
+        raise ValueError(f'{path}: needs exactly one {start} followed by one '
+                         f'{end} line to write the benchmark table between.')
+    head, rest = text.split(start)
+    tail = rest.split(end)[1]
     with atomic_open(path, encoding='utf-8') as f:
-        f.write(head + START + '\n' + zoo_markdown(cpu, gpu) + END + tail)
+        f.write(head + start + '\n' + body + end + tail)
 
 
 def load_runs(paths):

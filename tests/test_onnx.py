@@ -36,6 +36,7 @@ from msdet.deploy.verify import compare, session  # noqa: E402
 from msdet.ops import set_subnet  # noqa: E402
 from msdet.ops.feature_resize import feature_resize  # noqa: E402
 from msdet.datasets.synthetic_coco import make_coco_dataset  # noqa: E402
+from bench.onnx import random_bn_statistics  # noqa: E402
 from conftest import REPO, load_tool, working_dir  # noqa: E402
 
 #: float32 through two runtimes; observed errors are about 1e-6
@@ -55,13 +56,7 @@ class Bare(nn.Module):
 
 def randomized_bn(model):
     """Non-trivial BN statistics (a fresh BN is the identity in eval)."""
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) -
-                                 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) +
-                                0.5)
+    random_bn_statistics(model)
     return model
 
 
