@@ -11,6 +11,7 @@ RPN and RoI head outputs are the same (float64), and the detections
 (float32)."""
 import copy
 import os.path as osp
+from argparse import Namespace
 
 import cv2
 import numpy as np
@@ -22,9 +23,9 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
-from msdet.models.converters import build_target
+from msdet.models.converters import SourceDict, build_target
 from test_converters import (DTYPE, ReleasePSConv, SrcResNet, convert,
-                             randomize)
+                             load_tool, randomize)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BASE, CH, FC, CLASSES = 8, 16, 32, 5  # widths of the small detectors
@@ -118,24 +119,26 @@ class FCNMaskHead(nn.Module):
 class V1Detector(nn.Module):
     """A 1.x Faster / Mask / Cascade (Mask) R-CNN with a PS-ResNet-50."""
 
-    def __init__(self, kind):
+    def __init__(self, kind, backbone=None, ch=CH, fc=FC, classes=CLASSES):
+        """Default: the small test widths; ``backbone`` a ``SrcResNet``."""
         super().__init__()
         self.cascade, self.mask = 'cascade' in kind, 'mask' in kind
-        self.backbone = SrcResNet(base=BASE, conv2=ReleasePSConv)
+        self.backbone = backbone or SrcResNet(base=BASE, conv2=ReleasePSConv)
         del self.backbone.fc
-        self.neck = FPN([BASE * 4 * 2**i for i in range(4)], CH)
-        self.rpn_head = RPNHead(CH)
-        k = CLASSES + 1
+        self.neck = FPN([self.backbone.conv1.out_channels * 4 * 2**i
+                         for i in range(4)], ch)
+        self.rpn_head = RPNHead(ch)
+        k = classes + 1
         if self.cascade:
             self.bbox_head = nn.ModuleList(
-                SharedFCBBoxHead(CH, FC, k, True) for _ in range(3))
+                SharedFCBBoxHead(ch, fc, k, True) for _ in range(3))
             if self.mask:
                 self.mask_head = nn.ModuleList(
-                    FCNMaskHead(CH, k) for _ in range(3))
+                    FCNMaskHead(ch, k) for _ in range(3))
         else:
-            self.bbox_head = SharedFCBBoxHead(CH, FC, k, False)
+            self.bbox_head = SharedFCBBoxHead(ch, fc, k, False)
             if self.mask:
-                self.mask_head = FCNMaskHead(CH, k)
+                self.mask_head = FCNMaskHead(ch, k)
 
     def feats(self, img):
         return self.neck(self.backbone(img))
@@ -570,3 +573,29 @@ def test_bad_sources_are_refused_by_name(tmp_path):
             r'bbox_head.shared_fcs.0.weight takes 800 inputs')
     refused(dict(base, **{'semantic_head.conv.weight': torch.zeros(1)}),
             r'semantic_head.conv.weight')
+
+
+B101 = dict(blocks=(3, 4, 23, 3))
+
+
+@pytest.mark.parametrize('kind,arch,backbone', [
+    ('faster_rcnn', 'psr50', {}),
+    ('mask_rcnn', 'psr101', B101),
+    ('cascade_rcnn', 'psx101_32x4d', dict(B101, groups=32, base_width=4)),
+    ('cascade_mask_rcnn', 'psr50', {}),
+])
+def test_published_shapes_give_the_release_configs(kind, arch, backbone):
+    """A published model's shapes (PS-ResNet-50/101 or PS-ResNeXt-101
+    32x4d, FPN 256, 1024-wide box heads, 81 classes; on the meta device)
+    convert to exactly the model of the release config of its kind and
+    backbone, which the converter then names (it names a config only if
+    the model is that config's)."""
+    tool = load_tool('model_converters/psconv_detector_release')
+    with torch.device('meta'):
+        det = V1Detector(kind, SrcResNet(base=64, conv2=ReleasePSConv,
+                                         **backbone), 256, 1024, 80)
+    cfg = tool.target_cfg(SourceDict(det.state_dict()),
+                          Namespace(zero_masked_blocks=False))
+    config = f'configs/psconv/{kind}_{arch}_fpn_1x_release.py'
+    assert tool.usage(cfg, 'dst.pth') == \
+        f'use: python tools/test.py {config} dst.pth'
