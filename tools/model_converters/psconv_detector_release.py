@@ -41,10 +41,11 @@ from mmengine.config import Config
 from msdet.models.converters import Converter
 from msdet.models.release.mmdet_v1 import (detector_cfg, detector_kind,
                                            detector_rule)
-from msdet.models.release.psconv import backbone_cfg, backbone_rule
+from msdet.models.release.psconv import (add_arguments, backbone_cfg,
+                                         backbone_rule)
 from msdet.utils.cli import run_tool
 
-CONFIGS = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..', 'configs')
+REPO = osp.join(osp.dirname(osp.abspath(__file__)), '..', '..')
 
 
 def release_config(kind, arch='psr50'):
@@ -54,7 +55,7 @@ def release_config(kind, arch='psr50'):
 def target_cfg(source, args):
     kind, _ = detector_kind(source)
     template = Config.fromfile(
-        osp.join(CONFIGS, '..', release_config(kind))).model.to_dict()
+        osp.join(REPO, release_config(kind))).model.to_dict()
     backbone = dict(template['backbone'], **backbone_cfg(
         source.view('backbone.')))
     return detector_cfg(source, template, backbone)
@@ -99,19 +100,11 @@ def usage(cfg, dst):
         f"psx{backbone['depth']}_{backbone.get('groups')}x" \
         f"{backbone.get('base_width')}d"
     config = release_config(kind, arch)
-    if osp.isfile(osp.join(CONFIGS, '..', config)) and Config.fromfile(
-            osp.join(CONFIGS, '..', config)).model.to_dict() == cfg:
+    path = osp.join(REPO, config)
+    if osp.isfile(path) and Config.fromfile(path).model.to_dict() == cfg:
         return f'use: python tools/test.py {config} {dst}'
     return (f"use: tools/test.py with a config whose model is meta['model'] "
             f'(e.g. {release_config(kind)} with the widths above) and {dst}')
-
-
-def add_arguments(parser):
-    parser.add_argument(
-        '--zero-masked-blocks', action='store_true',
-        help='drop nonzero weights in the blocks the release masks '
-        "(grouped checkpoints trained with the release's mask indexing); "
-        'the result is then an approximation')
 
 
 CONVERTER = Converter(
