@@ -8,7 +8,8 @@ converted with tools/model_converters/psconv_detector_release.py and loaded
 into the model of msdet's release config: at 800x1216 the backbone, FPN,
 RPN and RoI head outputs are the same (float64), and the detections
 (boxes, scores, labels, masks) of the release config's inference are 1.x's
-(float32)."""
+(float32, up to the order of near-ties). The published models' shapes give
+the release configs' models; bad sources are refused by name."""
 import copy
 import os.path as osp
 from argparse import Namespace
@@ -581,9 +582,9 @@ B101 = dict(blocks=(3, 4, 23, 3))
 @pytest.mark.parametrize('kind,arch,backbone', [
     ('faster_rcnn', 'psr50', {}),
     ('mask_rcnn', 'psr101', B101),
-    ('cascade_rcnn', 'psx101_32x4d', dict(B101, groups=32, base_width=4)),
-    ('cascade_mask_rcnn', 'psr50', {}),
-])
+    ('cascade_mask_rcnn', 'psx101_32x4d', dict(B101, groups=32,
+                                               base_width=4)),
+], ids=['faster_rcnn_psr50', 'mask_rcnn_psr101', 'cascade_mask_rcnn_psx101'])
 def test_published_shapes_give_the_release_configs(kind, arch, backbone):
     """A published model's shapes (PS-ResNet-50/101 or PS-ResNeXt-101
     32x4d, FPN 256, 1024-wide box heads, 81 classes; on the meta device)
