@@ -9,12 +9,14 @@ into the model of msdet's release config: at 800x1216 the backbone, FPN,
 RPN and RoI head outputs are the same (float64), and the detections
 (boxes, scores, labels, masks) of the release config's inference are 1.x's
 (float32, up to the order of near-ties). The published models' shapes give
-the release configs' models; bad sources are refused by name."""
+the release configs' models; bad sources are refused by name; the test
+pipeline resizes and records the scale factor as 1.x."""
 import copy
 import os.path as osp
 from argparse import Namespace
 
 import cv2
+import mmcv
 import numpy as np
 import pytest
 import torch
@@ -22,6 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
+from mmengine.dataset import Compose
+from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
 from msdet.models.converters import SourceDict, build_target
@@ -600,3 +604,25 @@ def test_published_shapes_give_the_release_configs(kind, arch, backbone):
     config = f'configs/psconv/{kind}_{arch}_fpn_1x_release.py'
     assert tool.usage(cfg, 'dst.pth') == \
         f'use: python tools/test.py {config} dst.pth'
+
+
+def test_release_test_pipeline_resizes_as_1x(tmp_path):
+    """The release configs' test pipeline on a 600x901 image: 1.x's
+    ``mmcv.imrescale`` image and its scale factor ``s`` on both axes
+    (V1Resize), where mmdet's Resize records the realised ratios
+    (1201 / 901 != 4 / 3)."""
+    img = np.random.RandomState(0).randint(0, 256, (600, 901, 3)).astype(
+        np.uint8)
+    cv2.imwrite(str(tmp_path / 'img.png'), img)
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs/psconv/faster_rcnn_psr50_fpn_1x_release.py'))
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        pipeline = Compose(cfg.test_pipeline)
+        data = pipeline(dict(img_path=str(tmp_path / 'img.png'), img_id=0,
+                             instances=[]))
+    want, s = mmcv.imrescale(img, (1333, 800), return_scale=True)
+    meta = data['data_samples'].metainfo
+    assert meta['img_shape'] == want.shape[:2] == (800, 1201)
+    assert meta['scale_factor'] == (s, s) == (4 / 3, 4 / 3)
+    assert torch.equal(data['inputs'],
+                       torch.from_numpy(want).permute(2, 0, 1))
