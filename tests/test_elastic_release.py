@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 from PIL import Image
@@ -224,7 +224,7 @@ def voc_release(tmp_path_factory):
                                for k, v in src.state_dict().items()}}, path)
     dst = str(root / 'converted.pth')
     meta = convert('elastic_voc_release', path, dst)
-    model = build_target(ConfigDict(meta['model']), 'mmseg').to(DTYPE)
+    model = build_target(meta['model'], 'mmseg').to(DTYPE)
     load_checkpoint(model, dst, strict=True, logger='silent')
     return src, model.eval(), meta, root
 

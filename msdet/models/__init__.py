@@ -1,4 +1,4 @@
-from . import backbones  # noqa: F401
+from . import backbones, mmdet_v1  # noqa: F401
 from ..utils.config import mmseg_available
 from .detectors import ResizableAdaptDetector
 from .resize_learner import ResizeLearner

@@ -63,6 +63,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 import torch
+from mmengine.config import ConfigDict
 from mmengine.registry import MODELS, DefaultScope
 
 from ..utils.checkpoint import load_local_checkpoint
@@ -319,7 +320,7 @@ def build_target(cfg, scope=None):
     """The msdet backbone of ``cfg``, or with ``scope`` ('mmdet',
     'mmseg') the whole model built in that registry scope (no pretrained
     init: only its keys, shapes and layout are used)."""
-    cfg = dict(cfg, init_cfg=None)
+    cfg = ConfigDict(dict(cfg, init_cfg=None))  # as built from a config
     if scope is None:
         return MODELS.build(cfg)
     with DefaultScope.overwrite_default_scope(scope):

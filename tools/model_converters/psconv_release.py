@@ -46,7 +46,8 @@ msdet configs that dilate stages (``dilations``, e.g. DeepLab) scale every
 rate; the release has no such setting, so equality holds for dilations 1.
 """
 from msdet.models.converters import Converter
-from msdet.models.release.psconv import backbone_cfg, backbone_rule
+from msdet.models.release.psconv import (add_arguments, backbone_cfg,
+                                         backbone_rule)
 from msdet.utils.cli import run_tool
 
 
@@ -68,14 +69,6 @@ def equivalence(args, src):
         'same function as the release (PSConv pattern (1, 2, 1, 4), '
         'dilations 1): its three conv2 kernels merged into one PSConv '
         'weight, channel permutations folded into conv1/bn1 and bn2/conv3.'))
-
-
-def add_arguments(parser):
-    parser.add_argument(
-        '--zero-masked-blocks', action='store_true',
-        help='drop nonzero weights in the blocks the release masks '
-        "(grouped checkpoints trained with the release's mask indexing); "
-        'the result is then an approximation')
 
 
 CONVERTER = Converter(

@@ -139,3 +139,13 @@ def backbone_rule(target, zero_masked=False):
         return torch.empty_like(value).index_copy_(dim, dest, value)
 
     return rule
+
+
+def add_arguments(parser):
+    """The command-line option of the converters that read the release's
+    backbone (``psconv_release.py``, ``psconv_detector_release.py``)."""
+    parser.add_argument(
+        '--zero-masked-blocks', action='store_true',
+        help='drop nonzero weights in the blocks the release masks '
+        "(grouped checkpoints trained with the release's mask indexing); "
+        'the result is then an approximation')

@@ -1,0 +1,15 @@
+# Faster R-CNN, PS-ResNet-101 + FPN, 1x: the PSConv release's trained model
+# (d-li14/PSConv model zoo: box AP 40.9 on COCO val2017), evaluated in mmdet 3
+# as the release's mmdet 1.x fork evaluated it. Convert its checkpoint, then
+# test:
+#   python tools/model_converters/psconv_detector_release.py \
+#       faster_rcnn_r101_fpn_1x.pth \
+#       checkpoints/faster_rcnn_psr101_fpn_1x_release.pth
+#   python tools/test.py \
+#       configs/psconv/faster_rcnn_psr101_fpn_1x_release.py \
+#       checkpoints/faster_rcnn_psr101_fpn_1x_release.pth
+# Inference as in ./faster_rcnn_psr50_fpn_1x_release.py; the backbone of
+# ./faster_rcnn_psr101_fpn_1x.py.
+_base_ = './faster_rcnn_psr50_fpn_1x_release.py'
+
+model = dict(backbone=dict(depth=101))
