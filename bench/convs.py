@@ -82,17 +82,14 @@ def _runner(module, x, backward):
 
 
 def psconv_convs_only(conv, x):
-    """Just the rate-grouped convolutions of ``conv``'s plan, on weights
-    gathered beforehand: what PSConv costs without its data movement (weight
-    gather, block sums)."""
+    """Just the rate-grouped convolutions of ``conv``'s plan: what PSConv
+    costs without its block sums."""
     plan = conv._plan
     c_out, _, kh, kw = conv.weight.shape
-    with torch.no_grad():
-        chunks = conv.weight.reshape(len(conv._plan_index), -1)[
-            conv._plan_index].split([c_out * len(c.ins[0])
-                                     for c in plan.convs])
-        calls = [(w.reshape(c_out, -1, kh, kw).contiguous(), c)
-                 for w, c in zip(chunks, plan.convs)]
+    pieces = conv.weight.detach().reshape(c_out * len(plan.order), -1).split(
+        [c_out * len(c.ins[0]) for c in plan.convs])
+    calls = [(w.view(c_out, -1, kh, kw), c)
+             for w, c in zip(pieces, plan.convs)]
 
     def run():
         with torch.no_grad():
