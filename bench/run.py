@@ -13,10 +13,11 @@ GFLOPs next to the papers' figures), ``detector`` (one Mask R-CNN training
 iteration per backbone: time, peak memory). PS-ResNet-50 is also timed in
 the PSConv release's form (three convolutions per PSConv, bench/convs.py).
 Every ratio is to a baseline measured in the same process, interleaved round
-by round (median of per-round ratios); CPU sections other than
-``backbones`` use one thread per core (``--threads``) Writes ``<out-dir>/bench_<device>.json`` and
-``.md`` (``bench_quick_*`` with ``--quick``) and, with ``--model-zoo``, the
-table in model_zoo.md. The suite measures and reports; what the numbers
+by round (median of per-round ratios). CPU threads: ``backbones`` runs
+at each of ``--backbone-threads``, ``compile`` and ``profile`` at 1, the
+other sections at one per core (``--threads``). Writes
+``<out-dir>/bench_<device>.json`` and ``.md`` (``bench_quick_*`` with
+``--quick``) and, with ``--model-zoo``, the table in model_zoo.md. The suite measures and reports; what the numbers
 should be is stated, and compared, in model_zoo.md.
 """
 import argparse
