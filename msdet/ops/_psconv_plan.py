@@ -23,9 +23,13 @@ of ``B_in * K * K`` values (one output channel x one input block) by one
 fixed index.
 
 A convolution whose group ``i`` writes another output block than block ``i``
-(rates 2 and 4 above) has its blocks summed into the layer's order: blocks of
-all such convolutions added slot by slot, stacked once (one copy), then added
-to the convolution that writes in order (the one holding offset 0). Plain
+(rates 2 and 4 above) has its blocks summed into the layer's order, onto the
+convolution that writes in order (the one holding offset 0). Without
+autograd the blocks are added in place into that output's slots (no copy;
+measured 2-14% faster per layer at batch 1); with autograd (in-place adds
+into views would copy the gradient in the backward) and under tracing (ONNX
+export), blocks of all such convolutions are added slot by slot, stacked
+once (one copy) and added. Plain
 differentiable ops throughout: gradients by autograd (a hand-written backward
 measured no faster), ONNX export and ``torch.compile`` compute the same.
 ``bench/convs.py`` times the layer against a dense convolution and its
@@ -143,7 +147,9 @@ class Plan:
         out = direct[0]
         for y in direct[1:]:
             out = out + y
-        if moved:
+        if not moved:
+            return out
+        if out.requires_grad or torch.jit.is_tracing():
             slots = []
             for s in range(t):
                 blocks = [b[reorder[s]] for b, reorder in moved]
@@ -151,5 +157,10 @@ class Plan:
                 for b in blocks[1:]:
                     total = total + b
                 slots.append(total)
-            out = out + torch.stack(slots, 2).reshape(out.shape)
+            return out + torch.stack(slots, 2).reshape(out.shape)
+        n, _, height, width = out.shape
+        slots = out.view(n, groups, t, -1, height, width)
+        for s in range(t):
+            for blocks, reorder in moved:
+                slots[:, :, s].add_(blocks[reorder[s]])
         return out
