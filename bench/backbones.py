@@ -238,10 +238,19 @@ def compiled(specs, quick, reps, device, size, train_size):
     return rows
 
 
+def module_type(module):
+    """The profile's key of ``module``: its class name, with the kernel size
+    for convolutions (``Conv2d 3x3``: the layers PSConv replaces)."""
+    name = type(module).__name__
+    if isinstance(module, torch.nn.Conv2d):
+        name += ' {}x{}'.format(*module.kernel_size)
+    return name
+
+
 class ModuleTimer:
     """Forward time of a model split by module type: hooks on every module
     time each call; a module's own (exclusive) time is its call's time less
-    its children's calls, summed per class name."""
+    its children's calls, summed per ``module_type``."""
 
     def __init__(self, model):
         self.model, self.stack, self.own = model, [], {}
@@ -256,7 +265,7 @@ class ModuleTimer:
     def _leave(self, module, args, output):
         start, children = self.stack.pop()
         spent = time.perf_counter() - start
-        name = type(module).__name__
+        name = module_type(module)
         self.own[name] = self.own.get(name, 0.0) + spent - children
         if self.stack:
             self.stack[-1][1] += spent
@@ -268,31 +277,35 @@ class ModuleTimer:
 
 def profile(specs, quick, reps, device, sizes):
     """Per backbone and size: eval forward time (batch 1) split by module
-    type (``ModuleTimer``; median over ``reps`` calls after a warm-up),
-    as ms and as a share of the forward."""
+    type (``ModuleTimer``; median over ``reps`` rounds after a warm-up, the
+    backbones of a size called in turn within each round), as ms and as a
+    share of the forward."""
     rows = []
     for size in sizes:
+        runs = {}
         for spec in specs:
             model = build(spec, quick).to(device)
-            run = step_fn(model, 'eval', size, device)
-            run()
-            calls = []
-            for _ in range(reps):
+            runs[spec.name] = (model, step_fn(model, 'eval', size, device))
+            runs[spec.name][1]()
+        calls = {name: [] for name in runs}
+        for _ in range(reps):
+            for name, (model, run) in runs.items():
                 timer = ModuleTimer(model)
                 run()
                 timer.remove()
-                calls.append(timer.own)
-            ms = {k: 1e3 * statistics.median(c[k] for c in calls)
-                  for k in calls[0]}
+                calls[name].append(timer.own)
+        for name, own in calls.items():
+            ms = {k: 1e3 * statistics.median(c[k] for c in own)
+                  for k in own[0]}
             total = sum(ms.values())
             ms = dict(sorted(ms.items(), key=lambda kv: -kv[1]))
-            rows.append(dict(name=spec.name, size=list(size),
+            rows.append(dict(name=name, size=list(size),
                              total_ms=round(total, 3),
                              ms={k: round(v, 3) for k, v in ms.items()},
                              share={k: round(v / total, 4)
                                     for k, v in ms.items()}))
-            print(f'[profile] {size[0]}x{size[1]} {spec.name}: ' + ', '.join(
+            print(f'[profile] {size[0]}x{size[1]} {name}: ' + ', '.join(
                 f'{k} {100 * v / total:.0f}%' for k, v in list(ms.items())[
                     :4]), flush=True)
-            del model, run
+        del runs
     return rows

@@ -210,7 +210,8 @@ def test_profile_splits_the_forward_by_module_type(quick):
         assert sum(row['share'].values()) == pytest.approx(1, abs=2e-3)
         assert sum(row['ms'].values()) == pytest.approx(row['total_ms'],
                                                          abs=2e-2)
-        assert ('PSConv2d' in row['ms']) == (name == 'PS-ResNet-50')
+        assert ('PSConv2d 3x3' in row['ms']) == (name == 'PS-ResNet-50')
+        assert ('Conv2d 3x3' in row['ms']) == (name != 'PS-ResNet-50')
         assert ('MaskedThreeConv' in row['ms']) == ('release' in name)
     assert 'Where the time goes' in quick[1].read_text()
 
@@ -225,7 +226,8 @@ def test_module_timer_own_times_add_up():
     timer = ModuleTimer(model)
     model(torch.randn(1, 3, 16, 16))
     timer.remove()
-    assert set(timer.own) == {'Sequential', 'Conv2d', 'ReLU'}
+    assert set(timer.own) == {'Sequential', 'Conv2d 3x3', 'Conv2d 1x1',
+                              'ReLU'}
     assert all(v >= 0 for v in timer.own.values())
     assert not model._forward_hooks and not model[0]._forward_pre_hooks
 
