@@ -205,7 +205,8 @@ def zoo_markdown(cpu, gpu=None):
         out += ['', f'Where the time goes (CPU, eval forward {_size(first)}, '
                 "1 thread; each module type's own time as a share of the "
                 'forward):', '', _table(
-                    ['backbone', 'forward ms (hooked)', 'share by module type'],
+                    ['backbone', 'forward ms (hooked)',
+                     'share by module type'],
                     [[r['name'], _f(r['total_ms'], '.1f'), _shares(r, 5)]
                      for r in prof if r['size'] == first])]
     return '\n'.join(out) + '\n'

@@ -17,8 +17,9 @@ by round (median of per-round ratios). CPU threads: ``backbones`` runs
 at each of ``--backbone-threads``, ``compile`` and ``profile`` at 1, the
 other sections at one per core (``--threads``). Writes
 ``<out-dir>/bench_<device>.json`` and ``.md`` (``bench_quick_*`` with
-``--quick``) and, with ``--model-zoo``, the table in model_zoo.md. The suite measures and reports; what the numbers
-should be is stated, and compared, in model_zoo.md.
+``--quick``) and, with ``--model-zoo``, the table in model_zoo.md. The
+suite measures and reports; what the numbers should be is stated, and
+compared, in model_zoo.md.
 """
 import argparse
 import json
