@@ -29,9 +29,9 @@ autograd the blocks are added in place into that output's slots (no copy;
 measured 2-14% faster per layer at batch 1); with autograd (in-place adds
 into views would copy the gradient in the backward) and under tracing (ONNX
 export), blocks of all such convolutions are added slot by slot, stacked
-once (one copy) and added. Plain
-differentiable ops throughout: gradients by autograd (a hand-written backward
-measured no faster), ONNX export and ``torch.compile`` compute the same.
+once (one copy) and added. Plain differentiable ops throughout: gradients
+by autograd (a hand-written backward measured no faster), ONNX export and
+``torch.compile`` compute the same.
 ``bench/convs.py`` times the layer against a dense convolution and its
 convolutions alone.
 """
