@@ -5,6 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_CFG := configs/psconv/demo/mask_rcnn_psr50_fpn_demo.py
 DEMO_DIR := work_dirs/demo
+# CPU threads of the demo's processes: the CPUs this process may use (its
+# affinity) less those other processes keep busy (1-minute load average),
+# at least 1; on a shared machine more threads than idle CPUs wait on each
+# other. Evaluated when the demo runs; set DEMO_THREADS to override.
+DEMO_THREADS ?= $(shell $(PY) -c 'import os; n = len(os.sched_getaffinity(0)); \
+	idle = os.cpu_count() - os.getloadavg()[0]; print(max(1, min(n, round(idle))))')
 
 .PHONY: install demo test study study-data
 
@@ -13,10 +19,11 @@ install:
 
 demo: install
 	$(PY) tools/make_coco_demo.py data/coco_demo
-	$(PY) tools/train.py $(DEMO_CFG) --work-dir $(DEMO_DIR)
-	$(PY) tools/test.py $(DEMO_CFG) $$(cat $(DEMO_DIR)/last_checkpoint) \
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) tools/train.py $(DEMO_CFG) \
 		--work-dir $(DEMO_DIR)
-	$(PY) tools/analysis/scale_benchmark.py $(DEMO_CFG) \
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) tools/test.py $(DEMO_CFG) \
+		$$(cat $(DEMO_DIR)/last_checkpoint) --work-dir $(DEMO_DIR)
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(PY) tools/analysis/scale_benchmark.py $(DEMO_CFG) \
 		$$(cat $(DEMO_DIR)/last_checkpoint) --scales 128 192 256 320 \
 		--work-dir $(DEMO_DIR)/scale
 

@@ -26,28 +26,47 @@ class MaskedThreeConv(nn.Module):
     rate-4 conv with 4 groups on the input with its halves swapped (blocks
     ``[i, (i + 2) mod 4]``), summed: 1.5x the dense multiply-adds. The zeroed
     kernels are zeroed once (they would still get gradients: only timing is
-    of interest here)."""
+    of interest here). ``stride`` as the release's strided bottlenecks."""
 
-    def __init__(self, channels):
+    def __init__(self, channels, out_channels=None, stride=1):
         super().__init__()
-        if channels % 4:
-            raise ValueError(f'MaskedThreeConv: channels={channels} is not '
-                             'a multiple of 4.')
-        c = channels
-        self.conv = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.rate2 = nn.Conv2d(c, c, 3, padding=2, dilation=2, groups=4,
-                               bias=False)
-        self.rate4 = nn.Conv2d(c, c, 3, padding=4, dilation=4, groups=4,
-                               bias=False)
-        part = torch.arange(c) // (c // 4)
-        owned = (part[:, None] == part[None, :]) | (
-            part[:, None] == (part[None, :] + 2) % 4)
+        c, out = channels, out_channels or channels
+        if c % 4 or out % 4:
+            raise ValueError(f'MaskedThreeConv: channels={c}, out_channels='
+                             f'{out}; allowed: multiples of 4.')
+        self.conv = nn.Conv2d(c, out, 3, stride, padding=1, bias=False)
+        self.rate2 = nn.Conv2d(c, out, 3, stride, padding=2, dilation=2,
+                               groups=4, bias=False)
+        self.rate4 = nn.Conv2d(c, out, 3, stride, padding=4, dilation=4,
+                               groups=4, bias=False)
+        part_out = torch.arange(out) // (out // 4)
+        part_in = torch.arange(c) // (c // 4)
+        owned = (part_out[:, None] == part_in[None, :]) | (
+            part_out[:, None] == (part_in[None, :] + 2) % 4)
         with torch.no_grad():
             self.conv.weight[owned] = 0
 
     def forward(self, x):
         swapped = torch.cat(x.chunk(2, 1)[::-1], 1)
         return self.conv(x) + self.rate2(x) + self.rate4(swapped)
+
+
+def to_release_form(model):
+    """``model`` with every (ungrouped, rate-1) ``PSConv2d`` replaced by the
+    release's three convolutions (``MaskedThreeConv``, same channels and
+    stride): a PS-ResNet computed as the PSConv release computes it."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, PSConv2d):
+            if module.groups != 1 or module.dilation != (1, 1):
+                raise ValueError(f'to_release_form: {name} has groups='
+                                 f'{module.groups}, dilation='
+                                 f'{module.dilation}; the release form is '
+                                 'ungrouped at dilation 1.')
+            parent, _, attr = name.rpartition('.')
+            setattr(model.get_submodule(parent), attr, MaskedThreeConv(
+                module.in_channels, module.out_channels,
+                module.stride[0]).to(module.weight.device))
+    return model
 
 
 def build(variant, channels):
@@ -82,17 +101,14 @@ def _runner(module, x, backward):
 
 
 def psconv_convs_only(conv, x):
-    """Just the rate-grouped convolutions of ``conv``'s plan, on weights
-    gathered beforehand: what PSConv costs without its data movement (weight
-    gather, block sums)."""
+    """Just the rate-grouped convolutions of ``conv``'s plan: what PSConv
+    costs without its block sums."""
     plan = conv._plan
     c_out, _, kh, kw = conv.weight.shape
-    with torch.no_grad():
-        chunks = conv.weight.reshape(len(conv._plan_index), -1)[
-            conv._plan_index].split([c_out * len(c.ins[0])
-                                     for c in plan.convs])
-        calls = [(w.reshape(c_out, -1, kh, kw).contiguous(), c)
-                 for w, c in zip(chunks, plan.convs)]
+    pieces = conv.weight.detach().reshape(c_out * len(plan.order), -1).split(
+        [c_out * len(c.ins[0]) for c in plan.convs])
+    calls = [(w.view(c_out, -1, kh, kw), c)
+             for w, c in zip(pieces, plan.convs)]
 
     def run():
         with torch.no_grad():

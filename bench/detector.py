@@ -55,8 +55,7 @@ def build_detector(spec, quick, device):
     overrides = dict(VGG_DEFAULTS if vgg else RESNET_DEFAULTS)
     if spec.cfg['type'] == 'ResizableResNet':
         overrides['restore_outputs'] = True
-    full = backbones.Spec(spec.name, spec.cfg, {}, spec.baseline, None,
-                          spec.quick)
+    full = spec._replace(settings={})
     with torch.no_grad():
         channels = [
             o.shape[1] for o in backbones.build(full, quick, **overrides)(
@@ -71,6 +70,8 @@ def build_detector(spec, quick, device):
         _narrow(model_cfg, QUICK_WIDTH)
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(model_cfg)
+    if spec.form is not None:
+        model.backbone = spec.form(model.backbone)
     if spec.settings:
         backbones.set_subnet(model, **spec.settings)
     model.to(device).train()

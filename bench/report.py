@@ -34,11 +34,44 @@ def conv_table(rows):
           _f(r['psconv_speedup_vs_masked3'])] for r in rows])
 
 
+def _size(size):
+    return f'{size[0]}x{size[1]}'
+
+
+def _threads(n):
+    return '-' if n is None else str(n)
+
+
 def backbone_table(rows):
     return _table(
-        ['input', 'backbone', 'ms', 'x baseline', 'baseline'],
-        [[f"{r['size'][0]}x{r['size'][1]}", r['name'], _f(r['ms'], '.1f'),
+        ['mode', 'input', 'threads', 'backbone', 'ms', 'x baseline',
+         'baseline'],
+        [[r.get('mode', 'eval'), _size(r['size']),
+          _threads(r.get('threads')), r['name'], _f(r['ms'], '.1f'),
           _f(r['ratio'], '.3f'), r['baseline']] for r in rows])
+
+
+def compile_table(rows):
+    return _table(
+        ['backbone', 'mode', 'input', 'eager ms', 'compiled ms',
+         'compiled / eager', 'compile s', 'error'],
+        [[r['name'], r['mode'], _size(r['size']),
+          _f(r.get('eager_ms'), '.1f'), _f(r.get('compiled_ms'), '.1f'),
+          _f(r.get('ratio'), '.3f'), _f(r.get('compile_s'), '.0f'),
+          r.get('error', '')] for r in rows])
+
+
+def _shares(row, top=6):
+    return ', '.join(f'{k} {100 * v:.0f}%'
+                     for k, v in list(row['share'].items())[:top])
+
+
+def profile_table(rows):
+    return _table(
+        ['backbone', 'input', 'forward ms (hooked)', 'own time by module '
+         'type'],
+        [[r['name'], _size(r['size']), _f(r['total_ms'], '.1f'),
+          _shares(r)] for r in rows])
 
 
 def complexity_table(rows):
@@ -72,8 +105,16 @@ def run_markdown(results):
                 'ratios to the dense conv)', '', conv_table(results['convs']),
                 '']
     if results.get('backbones'):
-        out += ['## Backbones: forward (batch 1, eval)', '',
+        out += ['## Backbones: eval forward (batch 1, no autograd) and '
+                'training step (batch 2, forward + backward)', '',
                 backbone_table(results['backbones']), '']
+    if results.get('compile'):
+        out += ['## Backbones: torch.compile (inductor) vs eager, 1 thread',
+                '', compile_table(results['compile']), '']
+    if results.get('profile'):
+        out += ['## Backbones: eval forward time by module type (1 thread, '
+                "each module's own time: its call less its children's)", '',
+                profile_table(results['profile']), '']
     if results.get('complexity'):
         out += ['## Backbones: params and GFLOPs (224x224, mmengine.analysis)',
                 '', complexity_table(results['complexity']), '']
@@ -119,17 +160,24 @@ def zoo_markdown(cpu, gpu=None):
             rows.append(row)
         out += ['', _table(header, rows)]
     comp = _by(cpu.get('complexity'), lambda x: x['name'])
-    fwd = [_by(r.get('backbones'), lambda x: (x['name'], tuple(x['size'])))
+    fwd = [_by(r.get('backbones'), lambda x: (x['name'], x.get(
+        'mode', 'eval'), tuple(x['size']), x.get('threads')))
            for _, r in runs]
     det = [_by(r.get('detector'), lambda x: x['name']) for _, r in runs]
-    sizes = sorted({k[1] for k in fwd[0]})
-    names = list(comp) or sorted({k[0] for k in fwd[0]})
+    comps = [_by(r.get('compile'), lambda x: (x['name'], x['mode']))
+             for _, r in runs]
+    cases = [sorted({k[1:] for k in f}, key=lambda c: (
+        c[2] or 0, c[0], c[1])) for f in fwd]
+    names = list(comp) or list(dict.fromkeys(k[0] for k in fwd[0]))
     if names:
         header = ['backbone', 'params M (paper)', 'GFLOPs (paper)']
-        for name, _ in runs:
-            header += [f'{name} fwd {h}x{w} (x baseline)' for h, w in sizes]
+        for (name, _), cs in zip(runs, cases):
+            header += [f'{name} {m} {_size(s)}'
+                       + ('' if n is None else f' {n}t') + ' (x baseline)'
+                       for m, s, n in cs]
             header += [f'{name} Mask R-CNN iter (x)',
-                       f'{name} peak mem (x)']
+                       f'{name} peak mem (x)',
+                       f'{name} compiled / eager (eval, train)']
         rows = []
         for n in names:
             c = comp.get(n, {})
@@ -137,14 +185,34 @@ def zoo_markdown(cpu, gpu=None):
                    f"({_f(c.get('paper_params_m'), 'g')})",
                    f"{_f(c.get('gflops'), '.3f')} "
                    f"({_f(c.get('paper_gflops'), 'g')})"]
-            for f, d in zip(fwd, det):
-                row += [_f((f.get((n, s)) or {}).get('ratio'), '.3f')
-                        for s in sizes]
+            for f, d, cp, cs in zip(fwd, det, comps, cases):
+                row += [_f((f.get((n, ) + k) or {}).get('ratio'), '.3f')
+                        for k in cs]
                 r = d.get(n, {})
                 row += [_f(r.get('ratio'), '.3f'),
-                        _f(r.get('peak_ratio'), '.3f')]
+                        _f(r.get('peak_ratio'), '.3f'),
+                        ', '.join(_compiled(cp.get((n, m)))
+                                  for m in ('eval', 'train'))]
             rows.append(row)
-        out += ['', 'Baselines: ResNet-50 for PS-ResNet, ScaleNet and '
-                'Resizable; ResNeXt-50 for (s)Elastic; width 1.0 for '
-                'slimmable VGG.', '', _table(header, rows)]
+        out += ['', 'Baselines: ResNet-50 for PS-ResNet (also in the PSConv '
+                "release's form: three convolutions per PSConv), ScaleNet "
+                'and Resizable; ResNeXt-50 for (s)Elastic; width 1.0 for '
+                'slimmable VGG. Compiled / eager: one backbone per design, '
+                '1 thread.', '', _table(header, rows)]
+    prof = cpu.get('profile') or []
+    if prof:
+        first = prof[0]['size']
+        out += ['', f'Where the time goes (CPU, eval forward {_size(first)}, '
+                "1 thread; each module type's own time as a share of the "
+                'forward):', '', _table(
+                    ['backbone', 'forward ms (hooked)',
+                     'share by module type'],
+                    [[r['name'], _f(r['total_ms'], '.1f'), _shares(r, 5)]
+                     for r in prof if r['size'] == first])]
     return '\n'.join(out) + '\n'
+
+
+def _compiled(row):
+    if not row:
+        return '-'
+    return 'fails' if 'error' in row else _f(row.get('ratio'), '.3f')

@@ -5,15 +5,21 @@ side with their baselines.
 
 from the repository root. Sections: ``convs`` (one 3x3 layer: PSConv vs
 dense, dilated and the three masked convolutions, at every ResNet-50 stage
-shape and detection size), ``backbones`` (whole-backbone forward at 224x224
-and 800x1216), ``complexity`` (params / GFLOPs next to the papers'
-figures), ``detector`` (one Mask R-CNN training iteration per backbone:
-time, peak memory). Every ratio is to a baseline measured in the same
-process, interleaved round by round (median of per-round ratios); CPU runs
-use one thread per core. Writes ``<out-dir>/bench_<device>.json`` and
-``.md`` (``bench_quick_*`` with ``--quick``) and, with ``--model-zoo``, the
-table in model_zoo.md. The suite measures and reports; what the numbers
-should be is stated, and compared, in model_zoo.md.
+shape and detection size), ``backbones`` (whole backbone: eval forward at
+224x224 and 800x1216 and a training step, at 1 and 2 threads),
+``compile`` (torch.compile inductor vs eager, one backbone per design),
+``profile`` (eval forward time per module type), ``complexity`` (params /
+GFLOPs next to the papers' figures), ``detector`` (one Mask R-CNN training
+iteration per backbone: time, peak memory). PS-ResNet-50 is also timed in
+the PSConv release's form (three convolutions per PSConv, bench/convs.py).
+Every ratio is to a baseline measured in the same process, interleaved round
+by round (median of per-round ratios). CPU threads: ``backbones`` runs
+at each of ``--backbone-threads``, ``compile`` and ``profile`` at 1, the
+other sections at one per core (``--threads``). Writes
+``<out-dir>/bench_<device>.json`` and ``.md`` (``bench_quick_*`` with
+``--quick``) and, with ``--model-zoo``, the table in model_zoo.md. The
+suite measures and reports; what the numbers should be is stated, and
+compared, in model_zoo.md.
 """
 import argparse
 import json
@@ -33,11 +39,12 @@ from .timing import cpu_threads, steady_malloc
 #: The repository root, where ``python -m bench.run`` finds ``bench``.
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
-SECTIONS = ('convs', 'backbones', 'complexity', 'detector')
+SECTIONS = ('convs', 'backbones', 'compile', 'profile', 'complexity',
+            'detector')
 FULL = dict(reps=21, backbone_reps=7, detector_reps=2, processes=3,
-            sizes=[(224, 224), (800, 1216)])
+            sizes=[(224, 224), (800, 1216)], train_size=(224, 224))
 QUICK = dict(reps=3, backbone_reps=2, detector_reps=1, processes=1,
-             sizes=[(64, 64), (64, 96)])
+             sizes=[(64, 64), (64, 96)], train_size=(64, 64))
 
 
 def parse_args(argv):
@@ -56,6 +63,9 @@ def parse_args(argv):
                         'these (baselines are kept)')
     parser.add_argument('--threads', type=int, help='CPU threads (default: '
                         'one per core)')
+    parser.add_argument('--backbone-threads', type=int, nargs='+',
+                        default=[1, 2], metavar='N', help='backbones '
+                        'section (CPU): thread counts timed (default 1 2)')
     parser.add_argument('--malloc', choices=('steady', 'default'),
                         default='steady', help="CPU allocator: 'steady' "
                         "keeps freed memory mapped (bench/timing.py "
@@ -118,8 +128,9 @@ def main(argv=None):
         raise SystemExit('bench.run: --device cuda but CUDA is not '
                          'available.')
     malloc = 'default'
+    cpu = args.threads or cpu_threads()
     if device.type == 'cpu':
-        torch.set_num_threads(args.threads or cpu_threads())
+        torch.set_num_threads(cpu)
         if args.malloc == 'steady' and steady_malloc():
             malloc = 'steady'
     specs = select_backbones(args.backbones)
@@ -130,6 +141,10 @@ def main(argv=None):
     if opts['processes'] < 1:
         raise SystemExit(f"bench.run: --processes {opts['processes']}; "
                          'allowed: 1 or more.')
+    threads = args.backbone_threads if device.type == 'cpu' else [None]
+    if any(n < 1 for n in args.backbone_threads):
+        raise SystemExit(f'bench.run: --backbone-threads '
+                         f'{args.backbone_threads}; allowed: ints >= 1.')
     det_size = args.det_size or ([128, 128] if args.quick else [800, 1216])
     det_batch = args.det_batch or (1 if args.quick else 2)
     results = dict(
@@ -146,14 +161,29 @@ def main(argv=None):
             f"at least 3 per process), {opts['backbone_reps']} per backbone, "
             f"{opts['detector_reps']} per detector.",
             detector=dict(size=det_size, batch=det_batch),
-            backbone_sizes=opts['sizes']))
+            backbone_sizes=opts['sizes'],
+            backbone_train_size=list(opts['train_size']),
+            backbone_threads=threads))
     if 'convs' in args.sections and opts['processes'] > 1:
         results['convs'] = convs_in_processes(args, opts)
     elif 'convs' in args.sections:
         results['convs'] = convs.run(args.quick, opts['reps'], device)
     if 'backbones' in args.sections:
-        results['backbones'] = backbones.forward(
+        results['backbones'] = backbones.timed(
+            specs, args.quick, opts['backbone_reps'], device, opts['sizes'],
+            opts['train_size'], threads)
+    if {'compile', 'profile'} & set(args.sections) and \
+            device.type == 'cpu':
+        torch.set_num_threads(1)  # the targets are stated at 1 thread
+    if 'compile' in args.sections:
+        results['compile'] = backbones.compiled(
+            specs, args.quick, opts['backbone_reps'], device,
+            opts['sizes'][0], opts['train_size'])
+    if 'profile' in args.sections:
+        results['profile'] = backbones.profile(
             specs, args.quick, opts['backbone_reps'], device, opts['sizes'])
+    if device.type == 'cpu':
+        torch.set_num_threads(cpu)
     if 'complexity' in args.sections:
         results['complexity'] = backbones.complexity(specs, args.quick,
                                                      device)

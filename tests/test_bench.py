@@ -31,7 +31,8 @@ def quick(tmp_path_factory):
         '--quick', '--backbones', 'PS-ResNet', '--reps', '2',
         '--backbone-reps', '2', '--detector-reps', '1', '--det-size', '64',
         '64', '--malloc', 'default', '--out-dir', str(out), '--model-zoo',
-        str(zoo)
+        str(zoo), '--sections', 'convs', 'backbones', 'profile',
+        'complexity', 'detector'  # compile: tests/test_compile.py
     ])
     return out, zoo, results
 
@@ -43,10 +44,11 @@ def test_quick_run_writes_json_and_markdown(quick):
     assert saved['config']['quick'] and saved['machine']['cores'] >= 1
     assert saved['config']['malloc'] == 'default'  # no process-wide change
     assert set(saved) == {'machine', 'config', 'convs', 'backbones',
-                          'complexity', 'detector'}
+                          'profile', 'complexity', 'detector'}
     assert saved['machine']['torch'] == torch.__version__
     md = (out / 'bench_quick_cpu.md').read_text()
-    for title in ('## One 3x3 layer', '## Backbones: forward',
+    for title in ('## One 3x3 layer', '## Backbones: eval forward',
+                  '## Backbones: eval forward time by module type',
                   '## Backbones: params', '## Mask R-CNN training'):
         assert title in md
     assert 'PASS' not in md and 'MISS' not in md  # it measures, no verdicts
@@ -58,27 +60,37 @@ def test_conv_ratios_are_against_the_dense_conv_of_the_same_run(quick):
         (s, m) for s in convs.QUICK_SHAPES for m in ('fwd', 'fwd+bwd')]
     for row in rows:
         times = row['times_ms']
+        ratio = {name: per_round_median(times[name], times['dense'])
+                 for name in convs.VARIANTS}
         assert row['ratio']['dense'] == 1.0
-        for name in convs.VARIANTS:
-            assert row['ratio'][name] == pytest.approx(
-                per_round_median(times[name], times['dense']), rel=1e-3)
+        for name in convs.VARIANTS:  # rounded to 4 decimals
+            assert row['ratio'][name] == pytest.approx(ratio[name], abs=6e-5)
         assert row['psconv_speedup_vs_masked3'] == pytest.approx(
-            row['ratio']['masked3'] / row['ratio']['psconv'], rel=1e-3)
+            ratio['masked3'] / ratio['psconv'], abs=6e-5)
     assert 'psconv_convs' in rows[0]['ratio']  # forward diagnostic
 
 
 def test_backbones_complexity_and_detector_pair_with_baselines(quick):
     results = quick[2]
-    fwd = {(r['name'], tuple(r['size'])): r for r in results['backbones']}
-    assert {n for n, _ in fwd} == {'ResNet-50', 'PS-ResNet-50'}
-    for (name, size), row in fwd.items():
-        base = fwd[('ResNet-50', size)]
+    fwd = {(r['name'], r['mode'], tuple(r['size']), r['threads']): r
+           for r in results['backbones']}
+    release = 'PS-ResNet-50 release form'
+    assert {k[0] for k in fwd} == {'ResNet-50', 'PS-ResNet-50', release}
+    # eval forward at both sizes and a training step, at 1 and 2 threads
+    assert {k[1:] for k in fwd} == {
+        (mode, size, n) for n in (1, 2) for mode, size in (
+            ('eval', (64, 64)), ('eval', (64, 96)), ('train', (64, 64)))}
+    for (name, *case), row in fwd.items():
+        base = fwd[('ResNet-50', *case)]
+        assert len(row['times_ms']) == 2
         assert row['ratio'] == pytest.approx(
-            per_round_median(row['times_ms'], base['times_ms']), rel=1e-3)
+            per_round_median(row['times_ms'], base['times_ms']), abs=6e-5)
     comp = {r['name']: r for r in results['complexity']}
-    # PSConv keeps the dense conv's weight and multiply-adds
+    # PSConv keeps the dense conv's weight and multiply-adds; the release's
+    # three convolutions do not
     assert comp['PS-ResNet-50']['params_m'] == comp['ResNet-50']['params_m']
     assert comp['PS-ResNet-50']['gflops'] == comp['ResNet-50']['gflops']
+    assert comp[release]['gflops'] > comp['PS-ResNet-50']['gflops']
     assert comp['ResNet-50']['paper_gflops'] == 4.089
     det = {r['name']: r for r in results['detector']}
     assert det['ResNet-50']['peak_ratio'] == 1.0
@@ -86,10 +98,10 @@ def test_backbones_complexity_and_detector_pair_with_baselines(quick):
     assert ps['baseline'] == 'ResNet-50'
     assert len(ps['times_ms']) == len(ps['baseline_times_ms']) == 1
     assert ps['ratio'] == pytest.approx(
-        per_round_median(ps['times_ms'], ps['baseline_times_ms']), rel=1e-3)
+        per_round_median(ps['times_ms'], ps['baseline_times_ms']), abs=6e-5)
     if ps['peak_mib'] is not None:
         assert ps['peak_ratio'] == pytest.approx(
-            ps['peak_mib'] / det['ResNet-50']['peak_mib'], rel=1e-3)
+            ps['peak_mib'] / det['ResNet-50']['peak_mib'], abs=6e-5)
 
 
 def test_measure_pairs_each_round_with_its_baseline(monkeypatch):
@@ -167,7 +179,7 @@ def test_runs_of_several_processes_merge_round_by_round(quick):
         assert row['processes'] == 2 and row['shape'] == one['shape']
         assert times['psconv'] == 2 * one['times_ms']['psconv']
         assert row['ratio']['psconv'] == pytest.approx(
-            per_round_median(times['psconv'], times['dense']), rel=1e-3)
+            per_round_median(times['psconv'], times['dense']), abs=6e-5)
 
 
 def test_conv_section_over_fresh_processes(tmp_path):
@@ -182,4 +194,57 @@ def test_conv_section_over_fresh_processes(tmp_path):
         times = row['times_ms']
         assert row['processes'] == 2 and len(times['dense']) == 2
         assert row['ratio']['psconv'] == pytest.approx(
-            per_round_median(times['psconv'], times['dense']), rel=1e-3)
+            per_round_median(times['psconv'], times['dense']), abs=6e-5)
+
+
+def test_profile_splits_the_forward_by_module_type(quick):
+    """Each module type's own time (its call less its children's): the
+    shares of one forward sum to 1, and each design's convolutions show
+    under their own class."""
+    rows = {(r['name'], tuple(r['size'])): r for r in quick[2]['profile']}
+    assert set(rows) == {(n, s) for n in ('ResNet-50', 'PS-ResNet-50',
+                                          'PS-ResNet-50 release form')
+                         for s in ((64, 64), (64, 96))}
+    for (name, _), row in rows.items():
+        # each figure rounded: shares to 1e-4, ms to 1e-3
+        assert sum(row['share'].values()) == pytest.approx(1, abs=2e-3)
+        assert sum(row['ms'].values()) == pytest.approx(row['total_ms'],
+                                                         abs=2e-2)
+        assert ('PSConv2d 3x3' in row['ms']) == (name == 'PS-ResNet-50')
+        assert ('Conv2d 3x3' in row['ms']) == (name != 'PS-ResNet-50')
+        assert ('MaskedThreeConv' in row['ms']) == ('release' in name)
+    assert 'Where the time goes' in quick[1].read_text()
+
+
+def test_module_timer_own_times_add_up():
+    from torch import nn
+
+    from bench.backbones import ModuleTimer
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Sequential(nn.ReLU(),
+                                                             nn.Conv2d(8, 8,
+                                                                       1)))
+    timer = ModuleTimer(model)
+    model(torch.randn(1, 3, 16, 16))
+    timer.remove()
+    assert set(timer.own) == {'Sequential', 'Conv2d 3x3', 'Conv2d 1x1',
+                              'ReLU'}
+    assert all(v >= 0 for v in timer.own.values())
+    assert not model._forward_hooks and not model[0]._forward_pre_hooks
+
+
+def test_release_form_replaces_every_psconv_keeping_shapes():
+    """PS-ResNet in the release's form: every PSConv (strided ones too) is
+    the three convolutions, with the same output shapes."""
+    from bench.backbones import SPECS, build
+    from msdet.ops import PSConv2d
+    spec = next(s for s in SPECS if s.name == 'PS-ResNet-50 release form')
+    plain = build(spec._replace(form=None), quick=True)
+    release = build(spec, quick=True)
+    assert not any(isinstance(m, PSConv2d) for m in release.modules())
+    threes = [m for m in release.modules()
+              if isinstance(m, convs.MaskedThreeConv)]
+    assert len(threes) == 16
+    assert {m.conv.stride for m in threes} == {(1, 1), (2, 2)}
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert [o.shape for o in release(x)] == [o.shape for o in plain(x)]

@@ -383,7 +383,8 @@ def test_psconv_mapping_is_exact_per_op(groups, stride):
     w = tool.merged_weight('conv2', rel.gwconv.weight, rel.gwconv_shift.weight,
                            rel.conv.weight, groups, False, None)
     w = torch.empty_like(w).index_copy_(0, out_dest, w)
-    ps.weight.data = torch.empty_like(w).index_copy_(1, in_dest[:n], w)
+    ps.load_state_dict({'weight': torch.empty_like(w).index_copy_(
+        1, in_dest[:n], w)})  # G, block layout: what the converter writes
     # rates: release block [out part j, in part i] -> (2, 1, 4, 1)[(i - j) % 4]
     part = (torch.arange(c) % n) // (n // 4)
     release_rate = torch.tensor(tool.RELEASE_RATES)[

@@ -50,7 +50,7 @@ def test_equals_eq3_fp32_with_gradients(cin, cout, groups, stride, pattern,
                     bias=True, pattern=pattern)
     x = torch.randn(2, cin, 13, 10, requires_grad=True)
     y = conv(x)
-    ref = naive_psconv(x, conv.weight, conv.dilation_matrix, stride,
+    ref = naive_psconv(x, conv.dense_weight(), conv.dilation_matrix, stride,
                        groups) + conv.bias.view(1, -1, 1, 1)
     assert y.shape == ref.shape == (2, cout, (13 - 1) // stride + 1,
                                     (10 - 1) // stride + 1)
@@ -103,7 +103,7 @@ def test_layout_is_eq3_with_channels_sorted_into_rate_blocks():
     D = conv.dilation_matrix.view(4, 4, 4, 2)
     assert (D == D[:, :1, :, :1]).all()
     x = torch.randn(2, 8, 9, 10, dtype=torch.double)
-    paper_w = conv.weight[p_out][:, p_in]
+    paper_w = conv.dense_weight()[p_out][:, p_in]
     with torch.no_grad():
         torch.testing.assert_close(
             conv(x[:, torch.argsort(p_in)])[:, p_out],
@@ -154,16 +154,34 @@ def test_bad_arguments_rejected_at_build(kwargs, match):
         build_conv_layer(dict(type='PSConv'), **args)
 
 
-def test_state_dict_records_the_layout_and_a_mismatch_fails():
+def test_state_dict_holds_g_in_the_block_layout_as_version_2():
+    """The parameter holds the rate-grouped convolutions' weights; the state
+    dict holds ``G`` in the block layout (version 2, or none: converters'
+    output; version 1: nn.Conv2d, older msdet), converted when loaded, and a
+    layout this msdet does not know is refused."""
+    torch.manual_seed(0)
     conv = PSConv2d(8, 8, 3)
     state = conv.state_dict()
     assert state._metadata[''] == {'version': 2}
-    PSConv2d(8, 8, 3).load_state_dict(state)  # recorded, this layout
-    # no record (converters' output) or version 1 (nn.Conv2d, older msdet)
-    plain = OrderedDict(weight=state['weight'])
-    PSConv2d(8, 8, 3).load_state_dict(plain)
-    plain._metadata = {'': {'version': 1}}
-    PSConv2d(8, 8, 3).load_state_dict(plain)
+    G = conv.dense_weight().detach()
+    assert torch.equal(state['weight'], G)
+    assert not torch.equal(G, conv.weight)  # the parameter is not G
+    for version in (None, 1, 2):
+        dense = OrderedDict(weight=G.clone())
+        if version is not None:
+            dense._metadata = {'': {'version': version}}
+        other = PSConv2d(8, 8, 3)
+        other.load_state_dict(dense)
+        assert torch.equal(other.weight, conv.weight)
+        assert torch.equal(dense['weight'], G)  # the caller's dict unchanged
+    # a plain conv weight is G: the same kernels at the same [c, k]
+    plain = torch.nn.Conv2d(8, 8, 3, padding=1, bias=False)
+    other.load_state_dict(plain.state_dict())
+    assert torch.equal(other.dense_weight(), plain.weight)
+    assert torch.equal(other.state_dict()['weight'], plain.weight)
+    # a wrong shape is torch's error, not a conversion
+    with pytest.raises(RuntimeError, match='size mismatch'):
+        other.load_state_dict(OrderedDict(weight=torch.zeros(8, 4, 3, 3)))
     # a layout this msdet does not know, also inside a model
     model = torch.nn.Sequential(PSConv2d(8, 8, 3))
     state = model.state_dict()

@@ -32,7 +32,7 @@ def test_equals_eq3_fp64_with_gradients(cin, cout, groups, stride, pattern,
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
     y = conv(x)
-    ref = naive_psconv(x, conv.weight, conv.dilation_matrix, stride,
+    ref = naive_psconv(x, conv.dense_weight(), conv.dilation_matrix, stride,
                        groups) + conv.bias.view(1, -1, 1, 1)
     torch.testing.assert_close(y, ref, rtol=1e-10, atol=1e-10)
     gy = torch.randn_like(y)
@@ -40,6 +40,8 @@ def test_equals_eq3_fp64_with_gradients(cin, cout, groups, stride, pattern,
     want = torch.autograd.grad(ref, (x, conv.weight, conv.bias), gy)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    with torch.no_grad():  # inference sums the blocks in place
+        torch.testing.assert_close(conv(x), ref, rtol=1e-10, atol=1e-10)
 
 
 def test_gradcheck_and_partial_gradients():
@@ -54,7 +56,8 @@ def test_gradcheck_and_partial_gradients():
     gx, = torch.autograd.grad(conv(x).sum(), x)
     conv.weight.requires_grad_(True)
     gw, = torch.autograd.grad(conv(x.detach()).sum(), conv.weight)
-    ref = naive_psconv(x, conv.weight, conv.dilation_matrix, 2, 1).sum()
+    ref = naive_psconv(x, conv.dense_weight(), conv.dilation_matrix, 2,
+                       1).sum()
     want = torch.autograd.grad(ref, (x, conv.weight))
     torch.testing.assert_close(gx, want[0])
     torch.testing.assert_close(gw, want[1])
@@ -74,8 +77,8 @@ def test_flops_equal_dense_conv_and_trace_runs():
 def test_plan_holds_no_state():
     conv = PSConv2d(64, 64, 3)
     assert set(conv.state_dict()) == {'weight'}
-    conv.double()  # the weight gather's index stays integer
-    assert conv._plan_index.dtype == torch.long
+    assert not list(conv.buffers())
+    conv.double()
     # a plain module: deep copies and pickles like nn.Conv2d
     import copy
     import pickle
@@ -83,6 +86,36 @@ def test_plan_holds_no_state():
     x = torch.randn(1, 64, 5, 5, dtype=torch.double)
     with torch.no_grad():
         torch.testing.assert_close(clone(x), conv(x))
+
+
+def test_a_call_copies_no_weight():
+    """Each rate-grouped convolution reads a view of the parameter: the
+    forward runs convolutions and block sums only, no gather or copy of the
+    weight."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+
+        def __init__(self):
+            super().__init__()
+            self.ops, self.weights = [], []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.overloadpacket.__name__)
+            if func.overloadpacket is torch.ops.aten.convolution:
+                self.weights.append(args[1])
+            return func(*args, **(kwargs or {}))
+
+    conv = PSConv2d(16, 16, 3)
+    x = torch.randn(1, 16, 9, 9, requires_grad=True)
+    with Record() as rec:
+        conv(x).sum().backward()
+    assert len(rec.weights) == 3
+    storage = conv.weight.untyped_storage().data_ptr()
+    assert all(w.untyped_storage().data_ptr() == storage
+               for w in rec.weights)
+    assert not {'index_select', 'index', 'gather', 'index_add',
+                'index_put'} & set(rec.ops)
 
 
 def test_output_follows_every_weight_change_in_any_mode():
@@ -96,8 +129,8 @@ def test_output_follows_every_weight_change_in_any_mode():
     def check():
         with torch.no_grad():
             torch.testing.assert_close(
-                conv(x), naive_psconv(x, conv.weight, conv.dilation_matrix,
-                                      1, 1))
+                conv(x), naive_psconv(x, conv.dense_weight(),
+                                      conv.dilation_matrix, 1, 1))
 
     check()
     with torch.no_grad():

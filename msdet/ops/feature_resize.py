@@ -83,15 +83,24 @@ def feature_resize(x: torch.Tensor, factor: Union[float, int]) -> torch.Tensor:
     return resize_to(x, resized_size(spatial_size(x), factor))
 
 
+def _aten(x: torch.Tensor) -> bool:
+    """Whether aten's op is used rather than the CPU rewrites below: on
+    GPUs, under tracing (FLOP counting, ONNX export) and under
+    ``torch.compile``, which generates its own kernels (and cannot capture
+    the rewrites' ``out=`` views without a graph break)."""
+    return x.is_cuda or torch.jit.is_tracing() or \
+        torch.compiler.is_compiling()
+
+
 def avg_pool2x(x: torch.Tensor) -> torch.Tensor:
     """``F.avg_pool2d(x, 2, ceil_mode=True)``: 2x2 averages, an odd last
     row/column averaging its real pixels (= replicate padding to even).
 
     On CPU computed by two strided adds (several times faster than aten's
     NCHW kernel), gradient by aten's ``avg_pool2d_backward``; elsewhere, and
-    under tracing (FLOP counting), aten's op itself.
+    under tracing or compilation (``_aten``), aten's op itself.
     """
-    if x.is_cuda or torch.jit.is_tracing():
+    if _aten(x):
         return F.avg_pool2d(x, 2, ceil_mode=True)
     return _AvgPool2x.apply(x)
 
@@ -103,10 +112,10 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
 
     On CPU computed by four ``lerp`` passes (aten's NCHW kernel converts
     layouts and is several times slower), gradient by aten's
-    ``upsample_bilinear2d_backward``; elsewhere, and under tracing, aten's
-    op itself.
+    ``upsample_bilinear2d_backward``; elsewhere, and under tracing or
+    compilation (``_aten``), aten's op itself.
     """
-    if x.is_cuda or torch.jit.is_tracing():
+    if _aten(x):
         return F.interpolate(x, scale_factor=2, mode='bilinear',
                              align_corners=False)
     return _Upsample2x.apply(x)
@@ -120,8 +129,7 @@ def max_pool(x: torch.Tensor, kernel) -> torch.Tensor:
     computes indices); otherwise aten's op.
     """
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-    if (x.is_cuda or torch.jit.is_tracing()
-            or (x.requires_grad and torch.is_grad_enabled())):
+    if _aten(x) or (x.requires_grad and torch.is_grad_enabled()):
         return F.max_pool2d(x, (kh, kw))
     h = x.shape[-2] // kh * kh
     rows = x[..., 0:h:kh, :]

@@ -26,15 +26,21 @@ dilated grouped convolutions; the rearrangement costs nothing when the
 network is trained in it, since a layer's input channels are the output
 channels of the layer before. msdet stores this layout: in every group,
 residue ``r``'s ``C / t`` channels are contiguous, in block
-``block_order(pattern).index(r)``. It is the checkpoint format, recorded as
-state_dict version 2 (``_load_from_state_dict``); ``residue_channels`` maps
-it to eq. (3)'s numbering (e.g. for ``tools/model_converters/``).
+``block_order(pattern).index(r)``; ``residue_channels`` maps it to eq. (3)'s
+numbering (e.g. for ``tools/model_converters/``).
 
-The layer is an ``nn.Conv2d`` with one dense ``weight`` (``C_out x C_in /
-groups x K x K``, ``G`` in this layout) and the same multiply-adds: every
+The layer is an ``nn.Conv2d`` with one ``weight`` of the dense weight's
+shape (``C_out x C_in / groups x K x K``) and the same multiply-adds: every
 kernel is applied once, by the rate-grouped convolutions of
 ``msdet.ops._psconv_plan`` (how they are grouped is an implementation detail,
-checked against eq. (3) in ``tests/test_psconv.py``).
+checked against eq. (3) in ``tests/test_psconv.py``). The parameter stores
+those convolutions' weights one after the other, so that a call copies no
+weight: its rows are not output channels. The state dict holds ``G`` in the
+block layout (``dense_weight()``), recorded as state_dict version 2: the
+checkpoint format, which converters write and every msdet version reads;
+loading turns it back into the parameter. Set weights through
+``load_state_dict``, not by writing ``G`` into ``weight``; tools that scale a
+conv weight's rows (conv-BN folding) do not apply to this layer.
 """
 from typing import List, Sequence
 
@@ -124,8 +130,6 @@ class PSConv2d(nn.Conv2d):
         self.order = block_order(self.pattern)
         self._plan = Plan(self.pattern, self.order, groups,
                           out_channels // groups)
-        self.register_buffer('_plan_index', self._plan.weight_index(),
-                             persistent=False)
 
     def residue_channels(self, n: int) -> torch.Tensor:
         """``(t, n / t)``: where residue ``r``'s ``m``-th channel sits in a
@@ -149,12 +153,24 @@ class PSConv2d(nn.Conv2d):
         rel = (res_in[None, :] - res_out[:, None]) % t
         return torch.tensor(self.pattern)[rel] * self.dilation[0]
 
+    def dense_weight(self) -> torch.Tensor:
+        """``G`` of eq. (3) (``C_out x C_in / groups x K x K``) in the block
+        layout: the kernel from input channel ``k`` to output channel ``c``
+        at ``[c, k]``, applied at rate ``dilation_matrix[c, k]``
+        (differentiable)."""
+        return self._plan.dense(self.weight)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self._plan(x, self.weight, self._plan_index, self.stride,
-                         self.padding, self.dilation)
+        out = self._plan(x, self.weight, self.stride, self.padding,
+                         self.dilation)
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1)
         return out
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if not keep_vars:  # keep_vars: the parameters themselves (tracing)
+            destination[prefix + 'weight'] = self.dense_weight().detach()
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               strict, missing_keys, unexpected_keys,
@@ -170,6 +186,15 @@ class PSConv2d(nn.Conv2d):
                 f'{layout!r} (version {self._version}); the kernels would '
                 'meet other input channels at other rates. Load it with the '
                 'msdet version that wrote it, or convert it.')
+        key = prefix + 'weight'
+        dense = state_dict.get(key)
+        if dense is not None and tuple(dense.shape) == tuple(
+                self.weight.shape):
+            # G -> the parameter's layout, without touching the caller's dict
+            state_dict = {k: v for k, v in state_dict.items()
+                          if k.startswith(prefix)}
+            with torch.no_grad():
+                state_dict[key] = self._plan.convs_weight(dense)
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
