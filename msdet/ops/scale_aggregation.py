@@ -101,7 +101,10 @@ class ScaleAggregation(nn.Module):
                 max(self.design_size // s, 1)**2 for s in self.scales]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_tracing():  # ONNX export, FLOP counting: eq. 4
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            # eq. 4 as written (ONNX export, FLOP counting, torch.compile):
+            # no branch on the sizes, so one graph serves every block and
+            # every input size
             return self._forward_cat(x)
         # the scales written into one buffer: an integer nearest upsample is
         # one broadcast copy into its slice (no resized map, no cat)
@@ -150,7 +153,9 @@ class ScaleAggregation(nn.Module):
             if s == 1:
                 outs.append(conv(x))
                 continue
-            y = conv(max_pool(x, (min(s, h), min(s, w))))
+            kernel = (min(s, h), min(s, w))
+            y = conv(F.max_pool2d(x, kernel) if torch.compiler.is_compiling()
+                     else max_pool(x, kernel))
             outs.append(self.upsample(y, (h, w)))
         return torch.cat(outs, dim=1)
 

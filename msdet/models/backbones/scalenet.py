@@ -79,6 +79,7 @@ class SABottleneck(Bottleneck):
         replicate-padded (a repeated pixel leaves a maximum unchanged)."""
         k = self.pool.kernel_size
         if (x.is_cuda or torch.jit.is_tracing()
+                or torch.compiler.is_compiling()
                 or (x.requires_grad and torch.is_grad_enabled())):
             return self.pool(x)
         h, w = x.shape[-2:]
