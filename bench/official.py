@@ -182,7 +182,7 @@ class OfficialSABlock(nn.Module):
 
 class _Official(nn.Module):
     """Stem, then the stages of rebuilt blocks; the stage outputs of
-    ``out_indices`` (the backbone's)."""
+    ``out_indices`` and the ``norm_eval`` of the backbone."""
 
     def __init__(self, model, block_cls):
         super().__init__()
@@ -191,7 +191,17 @@ class _Official(nn.Module):
             nn.Sequential(*map(block_cls, getattr(model, name)))
             for name in model.res_layers)
         self.out_indices = tuple(model.out_indices)
+        self.norm_eval = model.norm_eval
         self.train(model.training)
+
+    def train(self, mode=True):
+        """As mmdet's ResNet: BN stays in eval mode with ``norm_eval``."""
+        super().train(mode)
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     def forward(self, x):
         x = self.stem(x)
