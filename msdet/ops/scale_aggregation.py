@@ -101,13 +101,15 @@ class ScaleAggregation(nn.Module):
                 max(self.design_size // s, 1)**2 for s in self.scales]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_tracing() or torch.compiler.is_compiling():
-            # eq. 4 as written (ONNX export, FLOP counting, torch.compile):
-            # no branch on the sizes, so one graph serves every block and
-            # every input size
+        if (torch.jit.is_tracing() or torch.compiler.is_compiling()
+                or (x.requires_grad and torch.is_grad_enabled())):
+            # eq. 4 as written (ONNX export, FLOP counting, torch.compile,
+            # training): no branch on the sizes, so one compiled graph
+            # serves every block and every input size
             return self._forward_cat(x)
-        # the scales written into one buffer: an integer nearest upsample is
-        # one broadcast copy into its slice (no resized map, no cat)
+        # inference: the scales written into one buffer (an integer nearest
+        # upsample is one broadcast copy into its slice: no resized map, no
+        # cat), coarse pools from finer pooled maps
         n, _, h, w = x.shape
         out = x.new_empty(n, self.out_channels, h, w)
         pooled = {1: x}
@@ -130,22 +132,20 @@ class ScaleAggregation(nn.Module):
 
     def _pooled(self, pooled, s):
         """``D_l(X)``: max pool by ``s`` (a map smaller than ``s`` whole).
-        Without autograd a coarser scale pools a finer scale's pooled map
-        when ``s`` is a multiple of it (``floor(floor(h / a) / b) =
+        A coarser scale pools a finer scale's pooled map when ``s`` is a
+        multiple of it (``floor(floor(h / a) / b) =
         floor(h / ab)``, the windows nest): fewer, smaller passes."""
         if s in pooled:
             return pooled[s]
         x = pooled[1]
         h, w = x.shape[-2:]
-        src = 1
-        if s <= h and s <= w and not (x.requires_grad and
-                                      torch.is_grad_enabled()):
-            src = max(a for a in pooled if s % a == 0)
+        src = max(a for a in pooled if s % a == 0) if s <= min(h, w) else 1
         k = s // src  # <= the side of pooled[src] where src > 1
         pooled[s] = max_pool(pooled[src], (min(k, h), min(k, w)))
         return pooled[s]
 
     def _forward_cat(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 4 op by op: pool, conv, upsample each scale; concatenate."""
         h, w = x.shape[-2:]
         outs = []
         for idx, conv in self.branches.items():
