@@ -28,51 +28,50 @@ def outputs_close(a, b, tol):
         assert (x - y).abs().max() <= tol * (1 + y.abs().max())
 
 
-@pytest.mark.parametrize('kwargs', [{}, dict(se=True)])
-def test_official_elastic_equals_msdet(kwargs):
-    """Elastic blocks (pooled half, odd sizes cropped) and the release's
-    two full-resolution halves in the other blocks, eval and train."""
+def check_official(model, eval_sizes, train_size):
+    """The official rebuild of ``model`` (BN statistics randomised) gives
+    its outputs in eval mode at ``eval_sizes`` and in train mode (batch
+    statistics) at ``train_size``; returns the rebuild."""
     torch.manual_seed(0)
-    model = randomize_bn(ElasticResNeXt(
-        depth=50, base_channels=16, groups=8, norm_eval=False, **kwargs))
+    randomize_bn(model)
     model.eval()
     ref = official(model)
     ref.eval()
     with torch.no_grad():
-        for size in [(64, 64), (67, 45)]:
+        for size in eval_sizes:
             x = torch.randn(2, 3, *size)
             outputs_close(ref(x), model(x), 1e-5)
     model.train()
     ref.train()
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, *train_size)
     outputs_close(ref(x), model(x), 1e-3)
+    return ref
+
+
+@pytest.mark.parametrize('kwargs', [{}, dict(se=True)])
+def test_official_elastic_equals_msdet(kwargs):
+    """Elastic blocks (pooled half, odd sizes cropped) and the release's
+    two full-resolution halves in the other blocks, eval and train."""
+    model = ElasticResNeXt(depth=50, base_channels=16, groups=8,
+                           norm_eval=False, **kwargs)
+    check_official(model, [(64, 64), (67, 45)], (64, 64))
 
 
 def test_official_scalenet_equals_msdet():
     """The release's SA block (per-scale BN, pools rounding down, nearest
     or bilinear upsampling) = msdet with resample='release' at any size,
     and msdet's default where every pooled side divides its map."""
-    torch.manual_seed(0)
-    model = randomize_bn(ScaleNet(depth=50, base_channels=8,
-                                  structure=dict(seed=2),
-                                  resample='release', norm_eval=False))
-    model.eval()
-    ref = official(model)
+    model = ScaleNet(depth=50, base_channels=8, structure=dict(seed=2),
+                     resample='release', norm_eval=False)
+    ref = check_official(model, [(224, 224), (231, 250)], (224, 224))
     assert isinstance(ref.stages[1][0], OfficialSABlock)
+    paper = ScaleNet(depth=50, base_channels=8, structure=dict(seed=2))
+    paper.load_state_dict(model.state_dict())
+    paper.eval()
     ref.eval()
     with torch.no_grad():
-        for size in [(224, 224), (231, 250)]:
-            x = torch.randn(1, 3, *size)
-            outputs_close(ref(x), model(x), 1e-5)
-        paper = ScaleNet(depth=50, base_channels=8, structure=dict(seed=2))
-        paper.load_state_dict(model.state_dict())
-        paper.eval()
         x = torch.randn(1, 3, 896, 896)  # every pooled side divides
         outputs_close(ref(x), paper(x), 1e-5)
-    model.train()
-    ref.train()
-    x = torch.randn(2, 3, 224, 224)
-    outputs_close(ref(x), model(x), 1e-3)
 
 
 def test_official_refuses_other_backbones():
