@@ -87,7 +87,7 @@ def block_cases(quick=False):
         channels = [max(1, c * base // 64) if c else 0 for c in entry[:-1]]
         sa = _randomize(SABottleneck(
             planes * 4, planes, branch_channels=channels,
-            design_size=entry[-1], resample='release'))
+            design_size=entry[-1]))
         cases.append(('SA / ResNet', stage, dict(
             msdet=sa, official=OfficialSABlock(sa),
             baseline=_randomize(ResNetBottleneck(planes * 4, planes)))))
