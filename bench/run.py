@@ -33,7 +33,8 @@ import torch
 import msdet  # noqa: F401  (registers msdet's modules)
 from msdet.utils.fileio import atomic_open, dump_json
 
-from . import backbones, convs, detector, machine, model_zoo, report
+from . import (backbones, blocks, convs, detector, machine, model_zoo,
+               report)
 from .timing import cpu_threads, steady_malloc
 
 #: The repository root, where ``python -m bench.run`` finds ``bench``.
@@ -56,8 +57,10 @@ def parse_args(argv):
                         'smoke test of the suite, not a measurement')
     parser.add_argument('--device', default='cpu', help='cpu (default) or '
                         'cuda[:i] (synchronised timing)')
-    parser.add_argument('--sections', nargs='+', choices=SECTIONS,
-                        default=list(SECTIONS))
+    parser.add_argument('--sections', nargs='+',
+                        choices=SECTIONS + ('blocks', ),
+                        default=list(SECTIONS), help="'blocks' (bench."
+                        'blocks: block ratios and profile) runs when named')
     parser.add_argument('--backbones', nargs='+', metavar='NAME',
                         help='only backbones whose name contains one of '
                         'these (baselines are kept)')
@@ -191,11 +194,16 @@ def main(argv=None):
         results['detector'] = detector.run(specs, args.quick,
                                            opts['detector_reps'], device,
                                            det_size, det_batch)
+    if 'blocks' in args.sections:
+        results['blocks'] = blocks.run(args.quick, opts['backbone_reps'])
     stem = osp.join(args.out_dir, 'bench_' + ('quick_' if args.quick else '')
                     + device.type)
     dump_json(results, stem + '.json', indent=1)
     with atomic_open(stem + '.md', encoding='utf-8') as f:
         f.write(report.run_markdown(results))
+        if results.get('blocks'):
+            f.write('\n## Blocks (bench.blocks)\n\n' +
+                    blocks.markdown(results['blocks']))
     print(f'wrote {stem}.json and {stem}.md')
     if args.model_zoo:
         other = osp.join(args.out_dir, 'bench_' + (

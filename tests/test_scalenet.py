@@ -504,3 +504,29 @@ def test_fast_max_pool_equals_aten(size, kernel):
     got, = torch.autograd.grad(max_pool(x, kernel).sum(), x)
     want, = torch.autograd.grad(F.max_pool2d(x, k).sum(), x)
     assert torch.equal(got, want)
+
+
+def test_compiles_once_for_every_block_and_size():
+    """torch.compile (dynamo, dynamic sizes): one graph serves every SA
+    block and input size (no branch on sizes in the traced path); the same
+    outputs and gradients as eager, in train mode."""
+    import torch._dynamo.testing
+    torch._dynamo.reset()
+    counter = torch._dynamo.testing.CompileCounter()
+    torch.manual_seed(0)
+    m = ScaleNet(depth=50, base_channels=8, stem_channels=8,
+                 structure=dict(seed=2), norm_eval=False)
+    m.train()
+    compiled = torch.compile(m, backend=counter, dynamic=True)
+    params = list(m.parameters())
+    for size in [(224, 256), (256, 320)]:
+        x = torch.randn(2, 3, *size)
+        ref, out = m(x), compiled(x)
+        for a, b in zip(out, ref):
+            assert torch.allclose(a, b, atol=1e-5)
+        want = torch.autograd.grad(sum(o.sum() for o in ref), params)
+        got = torch.autograd.grad(sum(o.sum() for o in out), params)
+        for a, b in zip(got, want):
+            assert (a - b).abs().max() <= 1e-4 * (1 + b.abs().max())
+    assert counter.frame_count == 1
+    torch._dynamo.reset()

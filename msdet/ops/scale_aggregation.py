@@ -101,6 +101,51 @@ class ScaleAggregation(nn.Module):
                 max(self.design_size // s, 1)**2 for s in self.scales]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (torch.jit.is_tracing() or torch.compiler.is_compiling()
+                or (x.requires_grad and torch.is_grad_enabled())):
+            # eq. 4 as written (ONNX export, FLOP counting, torch.compile,
+            # training): no branch on the sizes, so one compiled graph
+            # serves every block and every input size
+            return self._forward_cat(x)
+        # inference: the scales written into one buffer (an integer nearest
+        # upsample is one broadcast copy into its slice: no resized map, no
+        # cat), coarse pools from finer pooled maps
+        n, _, h, w = x.shape
+        out = x.new_empty(n, self.out_channels, h, w)
+        pooled = {1: x}
+        start = 0
+        for idx, conv in self.branches.items():
+            s = self.scales[int(idx)]
+            y = conv(self._pooled(pooled, s))
+            dst = out[:, start:start + y.shape[1]]
+            start += y.shape[1]
+            fh, fw = h // y.shape[-2], w // y.shape[-1]
+            if fh * y.shape[-2] != h or fw * y.shape[-1] != w:
+                dst.copy_(self.upsample(y, (h, w)))
+            elif fh == fw == 1:
+                dst.copy_(y)
+            else:  # nearest: every pooled pixel repeated fh x fw times
+                dst.view(n, y.shape[1], y.shape[-2], fh, y.shape[-1],
+                         fw).copy_(y[:, :, :, None, :, None].expand(
+                             -1, -1, -1, fh, -1, fw))
+        return out
+
+    def _pooled(self, pooled, s):
+        """``D_l(X)``: max pool by ``s`` (a map smaller than ``s`` whole).
+        A coarser scale pools a finer scale's pooled map when ``s`` is a
+        multiple of it (``floor(floor(h / a) / b) =
+        floor(h / ab)``, the windows nest): fewer, smaller passes."""
+        if s in pooled:
+            return pooled[s]
+        x = pooled[1]
+        h, w = x.shape[-2:]
+        src = max(a for a in pooled if s % a == 0) if s <= min(h, w) else 1
+        k = s // src  # <= the side of pooled[src] where src > 1
+        pooled[s] = max_pool(pooled[src], (min(k, h), min(k, w)))
+        return pooled[s]
+
+    def _forward_cat(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 4 op by op: pool, conv, upsample each scale; concatenate."""
         h, w = x.shape[-2:]
         outs = []
         for idx, conv in self.branches.items():
@@ -108,7 +153,9 @@ class ScaleAggregation(nn.Module):
             if s == 1:
                 outs.append(conv(x))
                 continue
-            y = conv(max_pool(x, (min(s, h), min(s, w))))
+            kernel = (min(s, h), min(s, w))
+            y = conv(F.max_pool2d(x, kernel) if torch.compiler.is_compiling()
+                     else max_pool(x, kernel))
             outs.append(self.upsample(y, (h, w)))
         return torch.cat(outs, dim=1)
 

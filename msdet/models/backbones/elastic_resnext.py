@@ -139,7 +139,7 @@ class ElasticBottleneck(_XBottleneck):
             if self.se_layer is not None:
                 out = self.se_layer(out)
             identity = x if self.downsample is None else self.downsample(x)
-            return out + identity
+            return out.add_(identity)
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)

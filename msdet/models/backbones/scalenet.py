@@ -1,9 +1,12 @@
 """ScaleNet (Li et al., CVPR 2019, sections 3.1-3.3, table 1)."""
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
 from mmengine.registry import MODELS
 
+from ...ops.feature_resize import max_pool
 from ...ops.scale_aggregation import RESAMPLE, SCALES, ScaleAggregation
 from ...utils.validation import check_choice
 from .base import ResNetFamily, check_resnet_args
@@ -67,7 +70,22 @@ class SABottleneck(Bottleneck):
                 width, self.after_conv2_plugins)
 
     def forward(self, x):
-        return super().forward(x if self.pool is None else self.pool(x))
+        return super().forward(x if self.pool is None else self._pool(x))
+
+    def _pool(self, x):
+        """``self.pool(x)``; without autograd on CPU by strided maxima
+        (``max_pool``; aten's NCHW kernel also computes indices and is
+        several times slower), a side that ``ceil_mode`` rounds up
+        replicate-padded (a repeated pixel leaves a maximum unchanged)."""
+        k = self.pool.kernel_size
+        if (x.is_cuda or torch.jit.is_tracing()
+                or torch.compiler.is_compiling()
+                or (x.requires_grad and torch.is_grad_enabled())):
+            return self.pool(x)
+        h, w = x.shape[-2:]
+        if self.pool.ceil_mode and (h % k or w % k):
+            x = F.pad(x, (0, -w % k, 0, -h % k), mode='replicate')
+        return max_pool(x, k)
 
 
 @MODELS.register_module()
