@@ -14,6 +14,17 @@ def _message(err):
     return f'{type(err).__name__}: {text}' if text else type(err).__name__
 
 
+def end_distributed():
+    """After a distributed run, let every rank wait for the others and
+    destroy the process group: a rank whose process exits while the group
+    is alive can abort in the communication backend's destructor
+    ('terminate called without an active exception')."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def run_tool(main, argv=None):
     """Call ``main(argv)`` (``sys.argv[1:]`` by default, ``--debug``
     removed) and exit: with ``main``'s return value if it is an int, 0
@@ -36,5 +47,6 @@ def run_tool(main, argv=None):
         print(f'{prog}: error: {_message(err)}\n(the traceback: add --debug '
               f'or set {DEBUG_ENV}=1)', file=sys.stderr)
         sys.exit(1)
+    end_distributed()
     sys.exit(result if isinstance(result, int) and
              not isinstance(result, bool) else 0)
