@@ -16,6 +16,8 @@ from conftest import REPO, load_tool, working_dir
 
 STUDY = osp.join(REPO, 'configs', 'study')
 R50 = osp.join(STUDY, 'backbones', 'mask_rcnn_r50_fpn_quarter_ms.py')
+RESIZABLE_SUPER = osp.join(STUDY, 'resizable',
+                           'mask_rcnn_rsr50_fpn_quarter_ms_super.py')
 X50 = osp.join(STUDY, 'backbones', 'mask_rcnn_x50_fpn_quarter_ms.py')
 #: two-sided 95% Student-t critical values (tables)
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 9: 2.262, 30: 2.042}
@@ -125,6 +127,11 @@ def test_epochs_rescale_the_schedule():
     assert (steps.end, steps.milestones) == (15, [13])  # 12.5 half up
     tool.rescale_epochs(cfg, 2)
     assert (steps.end, steps.milestones) == (2, [2])
+    # the sub-network loop of the super-network configs is epoch-based too
+    super_net = Config.fromfile(RESIZABLE_SUPER)
+    assert super_net.train_cfg.type == 'SubnetEpochBasedTrainLoop'
+    tool.rescale_epochs(super_net, 2)
+    assert super_net.train_cfg.max_epochs == 2
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=10)
     with pytest.raises(ValueError, match='IterBasedTrainLoop'):
         tool.rescale_epochs(cfg, 2)

@@ -62,6 +62,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.registry import LOOPS
+from mmengine.runner import EpochBasedTrainLoop
 
 import msdet  # noqa: F401  (registers msdet's modules)
 from msdet.evaluation.scale_report import load_results
@@ -175,8 +177,11 @@ def _interval(value, old, new):
 def rescale_epochs(cfg, epochs):
     """Rescale ``cfg``'s epoch-based schedule to ``epochs`` (module doc)."""
     tc = cfg.get('train_cfg') or {}
-    loop = str(tc.get('type', 'EpochBasedTrainLoop')).split('.')[-1]
-    if loop != 'EpochBasedTrainLoop' or 'max_epochs' not in tc:
+    loop = tc.get('type', 'EpochBasedTrainLoop')
+    loop_cls = LOOPS.get(loop) if isinstance(loop, str) else loop
+    if not (isinstance(loop_cls, type) and
+            issubclass(loop_cls, EpochBasedTrainLoop)) or \
+            'max_epochs' not in tc:
         raise ValueError(f'--epochs {epochs}: the config trains with '
                          f'{loop} ({dict(tc)}); --epochs needs an epoch-'
                          'based train_cfg with max_epochs. Set the schedule '
