@@ -13,7 +13,7 @@ from msdet.evaluation.complexity import backbone_gflops
 from msdet.ops import set_subnet
 
 from .convs import to_release_form
-from .timing import measure
+from .timing import measure, summarize
 
 #: ``cfg``: the backbone; ``settings``: ``set_subnet`` keys; ``baseline``:
 #: the name it is timed against (in the same interleaved rounds);
@@ -205,35 +205,59 @@ def compiled(specs, quick, reps, device, size, train_size):
     """``torch.compile`` (inductor) against eager for one spec per design
     (``compile_first``), eval forward at ``size`` and training step at
     ``train_size``, interleaved: compiled / eager time, the first call's
-    seconds (compilation), and the error where compilation fails."""
+    seconds (compilation), and the error where compilation fails. A design
+    timed against another backbone (``Spec.baseline``) has that baseline,
+    eager and compiled, in the same rounds: its ratio to the baseline
+    eager / eager and compiled / compiled."""
+    by_name = {spec.name: spec for spec in specs}
     rows = []
     for spec in compile_first(specs):
+        base = by_name.get(spec.baseline)
+        base = None if base is None or base.name == spec.name else base
         for mode, sz in (('eval', size), ('train', train_size)):
             torch._dynamo.reset()
-            model = build(spec, quick).to(device)
             row = dict(name=spec.name, mode=mode, size=list(sz))
             try:
-                eager = step_fn(model, mode, sz, device)
-                fast = step_fn(torch.compile(model), mode, sz, device)
-                start = time.perf_counter()
-                fast()
-                row['compile_s'] = round(time.perf_counter() - start, 1)
-                res = measure(dict(eager=eager, compiled=fast), 'eager',
-                              reps, device=device)
+                fns = {}
+                for key, s in (('', spec), ('baseline ', base)):
+                    if s is None:
+                        continue
+                    model = build(s, quick).to(device)
+                    fns[key + 'eager'] = step_fn(model, mode, sz, device)
+                    fast = step_fn(torch.compile(model), mode, sz, device)
+                    start = time.perf_counter()
+                    fast()
+                    row[key.replace(' ', '_') + 'compile_s'] = round(
+                        time.perf_counter() - start, 1)
+                    fns[key + 'compiled'] = fast
+                res = measure(fns, 'eager', reps, device=device)
                 row.update(eager_ms=round(res['eager']['ms'], 3),
                            compiled_ms=round(res['compiled']['ms'], 3),
                            ratio=round(res['compiled']['ratio'], 4),
                            times_ms=res['compiled']['times_ms'],
                            eager_times_ms=res['eager']['times_ms'])
+                note = ''
+                if base is not None:
+                    row['baseline'] = base.name
+                    for key in ('eager', 'compiled'):
+                        vs = summarize({key: res[key]['times_ms'],
+                                        'base': res['baseline ' + key][
+                                            'times_ms']}, 'base')
+                        row[key + '_x_baseline'] = round(vs[key]['ratio'], 4)
+                        row['baseline_' + key + '_times_ms'] = res[
+                            'baseline ' + key]['times_ms']
+                    note = (f", x{row['eager_x_baseline']:.3f} / "
+                            f"x{row['compiled_x_baseline']:.3f} "
+                            f'{base.name} (eager / compiled)')
                 print(f'[compile] {mode} {spec.name}: compiled/eager '
-                      f"x{row['ratio']:.3f} (compile {row['compile_s']} s)",
-                      flush=True)
+                      f"x{row['ratio']:.3f} (compile {row['compile_s']} s)"
+                      + note, flush=True)
             except Exception as e:  # reported, the suite goes on
                 row['error'] = f'{type(e).__name__}: {e}'.splitlines()[0]
                 print(f"[compile] {mode} {spec.name}: {row['error']}",
                       flush=True)
             rows.append(row)
-            del model
+            fns = None
     torch._dynamo.reset()
     return rows
 

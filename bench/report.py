@@ -54,10 +54,13 @@ def backbone_table(rows):
 def compile_table(rows):
     return _table(
         ['backbone', 'mode', 'input', 'eager ms', 'compiled ms',
-         'compiled / eager', 'compile s', 'error'],
+         'compiled / eager', 'compile s', 'baseline', 'x baseline, eager',
+         'x baseline, both compiled', 'error'],
         [[r['name'], r['mode'], _size(r['size']),
           _f(r.get('eager_ms'), '.1f'), _f(r.get('compiled_ms'), '.1f'),
           _f(r.get('ratio'), '.3f'), _f(r.get('compile_s'), '.0f'),
+          r.get('baseline', '-'), _f(r.get('eager_x_baseline'), '.3f'),
+          _f(r.get('compiled_x_baseline'), '.3f'),
           r.get('error', '')] for r in rows])
 
 

@@ -216,6 +216,42 @@ def test_profile_splits_the_forward_by_module_type(quick):
     assert 'Where the time goes' in quick[1].read_text()
 
 
+def test_compile_section_pairs_each_design_with_its_compiled_baseline(
+        monkeypatch):
+    """A design and its baseline are timed eager and compiled in the same
+    rounds: its ratio to the baseline eager / eager and compiled / compiled
+    is the per-round median. (Dynamo's ``eager`` backend keeps this test
+    short; tests/test_compile.py runs inductor on every design.)"""
+    from functools import partial
+
+    from bench import backbones, report
+    monkeypatch.setattr(torch, 'compile',
+                        partial(torch.compile, backend='eager'))
+    specs = [s for s in run.select_backbones(['PS-ResNet-50'])
+             if 'release' not in s.name]
+    assert [s.name for s in specs] == ['ResNet-50', 'PS-ResNet-50']
+    rows = backbones.compiled(specs, True, 2, 'cpu', (64, 64), (64, 64))
+    assert [(r['name'], r['mode']) for r in rows] == [
+        (n, m) for n in ('ResNet-50', 'PS-ResNet-50')
+        for m in ('eval', 'train')]
+    for row in rows:
+        assert 'error' not in row
+        assert row['ratio'] == pytest.approx(per_round_median(
+            row['times_ms'], row['eager_times_ms']), abs=6e-5)
+        if row['name'] == 'ResNet-50':
+            assert 'baseline' not in row and 'baseline_compile_s' not in row
+            continue
+        assert row['baseline'] == 'ResNet-50' and row['baseline_compile_s']
+        assert row['eager_x_baseline'] == pytest.approx(per_round_median(
+            row['eager_times_ms'], row['baseline_eager_times_ms']),
+            abs=6e-5)
+        assert row['compiled_x_baseline'] == pytest.approx(per_round_median(
+            row['times_ms'], row['baseline_compiled_times_ms']), abs=6e-5)
+    table = report.compile_table(rows)
+    assert 'x baseline, both compiled' in table
+    assert f"| {rows[2]['compiled_x_baseline']:.3f} |" in table
+
+
 def test_module_timer_own_times_add_up():
     from torch import nn
 
