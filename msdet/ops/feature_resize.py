@@ -92,6 +92,13 @@ def _aten(x: torch.Tensor) -> bool:
         torch.compiler.is_compiling()
 
 
+def cpu_inference(x: torch.Tensor) -> bool:
+    """Whether ``x`` may take a CPU rewrite that has no autograd of its own
+    (``max_pool``'s strided maxima): eager on CPU (not ``_aten``) and no
+    gradient to be taken through it."""
+    return not (_aten(x) or (x.requires_grad and torch.is_grad_enabled()))
+
+
 def avg_pool2x(x: torch.Tensor) -> torch.Tensor:
     """``F.avg_pool2d(x, 2, ceil_mode=True)``: 2x2 averages, an odd last
     row/column averaging its real pixels (= replicate padding to even).
@@ -129,7 +136,7 @@ def max_pool(x: torch.Tensor, kernel) -> torch.Tensor:
     computes indices); otherwise aten's op.
     """
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-    if _aten(x) or (x.requires_grad and torch.is_grad_enabled()):
+    if not cpu_inference(x):
         return F.max_pool2d(x, (kh, kw))
     h = x.shape[-2] // kh * kh
     rows = x[..., 0:h:kh, :]

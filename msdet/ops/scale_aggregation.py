@@ -153,9 +153,7 @@ class ScaleAggregation(nn.Module):
             if s == 1:
                 outs.append(conv(x))
                 continue
-            kernel = (min(s, h), min(s, w))
-            y = conv(F.max_pool2d(x, kernel) if torch.compiler.is_compiling()
-                     else max_pool(x, kernel))
+            y = conv(max_pool(x, (min(s, h), min(s, w))))
             outs.append(self.upsample(y, (h, w)))
         return torch.cat(outs, dim=1)
 

@@ -1,12 +1,11 @@
 """ScaleNet (Li et al., CVPR 2019, sections 3.1-3.3, table 1)."""
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
 from mmengine.registry import MODELS
 
-from ...ops.feature_resize import max_pool
+from ...ops.feature_resize import cpu_inference, max_pool
 from ...ops.scale_aggregation import RESAMPLE, SCALES, ScaleAggregation
 from ...utils.validation import check_choice
 from .base import ResNetFamily, check_resnet_args
@@ -77,11 +76,9 @@ class SABottleneck(Bottleneck):
         (``max_pool``; aten's NCHW kernel also computes indices and is
         several times slower), a side that ``ceil_mode`` rounds up
         replicate-padded (a repeated pixel leaves a maximum unchanged)."""
-        k = self.pool.kernel_size
-        if (x.is_cuda or torch.jit.is_tracing()
-                or torch.compiler.is_compiling()
-                or (x.requires_grad and torch.is_grad_enabled())):
+        if not cpu_inference(x):
             return self.pool(x)
+        k = self.pool.kernel_size
         h, w = x.shape[-2:]
         if self.pool.ceil_mode and (h % k or w % k):
             x = F.pad(x, (0, -w % k, 0, -h % k), mode='replicate')
